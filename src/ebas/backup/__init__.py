@@ -1,0 +1,1 @@
+"""Backup and restore of file trees: reading sources, archiving, restoring safely."""

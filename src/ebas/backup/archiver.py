@@ -1,0 +1,379 @@
+"""Archive a source tree into a repository and record a snapshot.
+
+The walk runs in the calling thread (directories in name order); files whose content must
+be read are handed to a pool of worker threads that read, chunk, hash, compress, encrypt
+and append to packs (FastCDC, BLAKE3, zstd and AES-GCM release the GIL on large
+buffers). A directory's tree blob is written when all its entries are known, so the root
+tree id is known last; the snapshot is committed after the index (see
+``ebas.repo.session``).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import stat as stat_mod
+import threading
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from ebas.backup.changes import ChangePlan, plan_changes
+from ebas.backup.excludes import ExcludeMatcher
+from ebas.backup.fileread import FileReader
+from ebas.backup.fsmeta import OwnerNames, node_from_stat, read_extras, show_path
+from ebas.errors import SourceError, UsageError
+from ebas.repo.pack import KIND_TREE
+from ebas.repo.snapshots import Snapshot
+from ebas.repo.tree import DIR, FILE, Node, encode_tree
+
+MAX_ERRORS_KEPT = 1000
+
+
+@dataclass
+class BackupOptions:
+    """What to back up and how (mirrors ``ebas backup`` options)."""
+
+    paths: list[str] = field(default_factory=list)
+    level: str = "incremental"  # "full", "differential" or "incremental"
+    tags: list[str] = field(default_factory=list)
+    host: str = ""
+    excludes: list[str] = field(default_factory=list)
+    one_file_system: bool = False
+    stdin_filename: str = ""  # set for --stdin backups
+    workers: int = 2
+    time_ns: int | None = None
+
+
+@dataclass
+class BackupStats:
+    """Counters of one backup, stored in the snapshot."""
+
+    files: int = 0
+    dirs: int = 0
+    others: int = 0
+    files_new: int = 0
+    files_changed: int = 0
+    files_unmodified: int = 0
+    bytes_logical: int = 0
+    bytes_read: int = 0
+    errors: int = 0
+    warnings: int = 0
+    duration_s: float = 0.0
+
+
+@dataclass
+class BackupResult:
+    """The committed snapshot and what happened while making it."""
+
+    snapshot: Snapshot
+    stats: BackupStats
+    errors: list[str]
+    warnings: list[str]
+
+    @property
+    def partial(self) -> bool:
+        """True if some files could not be read (exit code 3)."""
+        return self.snapshot.partial
+
+    def to_json(self) -> dict:
+        """Machine-readable summary."""
+        s = self.snapshot
+        return {
+            "snapshot_id": s.id, "short_id": s.id[:8], "time": s.time_iso, "host": s.host,
+            "paths": s.paths, "tags": s.tags, "level": s.level, "parent": s.parent, "base": s.base,
+            "partial": s.partial, "stats": s.stats, "errors": self.errors[:50], "warnings": self.warnings[:50],
+        }
+
+
+class Archiver:
+    """Runs one backup. Use :meth:`run`; the instance is single-use."""
+
+    def __init__(self, repo, options: BackupOptions, *, progress=None):
+        if not options.paths and not options.stdin_filename:
+            raise UsageError("nothing to back up: give at least one path (or --stdin)")
+        if options.level not in ("full", "differential", "incremental"):
+            raise UsageError(f"unknown backup level {options.level!r}", hint="use full, differential or incremental")
+        self.repo = repo
+        self.opts = options
+        self.progress = progress
+        self.host = options.host or socket.gethostname()
+        self.owners = OwnerNames()
+        self.excludes = ExcludeMatcher(options.excludes)
+        self.stats = BackupStats()
+        self.errors: list[str] = []
+        self.warnings: list[str] = []
+        self._stat_lock = threading.Lock()
+        self._links: dict[str, Node | Future] = {}
+
+    # ------------------------------------------------------------------ run
+    def run(self) -> BackupResult:
+        """Back up, commit the snapshot and return the result."""
+        started = time.perf_counter()
+        paths = self._source_paths()
+        plan = plan_changes(self.repo, self.host, paths, self.opts.level)
+        lock = self.repo.locks().acquire(f"backup {' '.join(paths)}")
+        try:
+            with self.repo.session() as session:
+                session.adopt_unindexed_packs()
+                self.reader = FileReader(self.repo, session, self.repo.config.chunker)
+                self.session = session
+                with ThreadPoolExecutor(max(1, self.opts.workers), thread_name_prefix="ebas-read") as pool:
+                    self.pool = pool
+                    if self.opts.stdin_filename:
+                        root = self._stdin_root()
+                    else:
+                        root = self._root_tree(paths, plan)
+                self.stats.duration_s = round(time.perf_counter() - started, 3)
+                snap = self._snapshot(root, paths, plan, session)
+                session.commit(snap)
+        finally:
+            lock.release()
+        return BackupResult(snap, self.stats, self.errors, self.warnings)
+
+    def _source_paths(self) -> list[str]:
+        if self.opts.stdin_filename:
+            name = self.opts.stdin_filename
+            if "/" in name.strip("/") or name in (".", ".."):
+                raise UsageError(f"--stdin-filename must be a plain file name, got {name!r}")
+            return ["/" + name.strip("/")]
+        out = []
+        for p in self.opts.paths:
+            ap = os.path.abspath(p)
+            if not os.path.lexists(ap):
+                raise UsageError(f"source path {p!r} does not exist")
+            out.append(ap)
+        return sorted(set(out))
+
+    def _snapshot(self, root: bytes, paths: list[str], plan: ChangePlan, session) -> Snapshot:
+        st = dict(self.stats.__dict__)
+        st.update({
+            "blobs_new": session.stats.blobs_new,
+            "bytes_added": session.stats.bytes_raw_new,
+            "bytes_stored_added": session.stats.bytes_stored_new,
+            "packs_adopted": session.stats.packs_adopted,
+        })
+        return Snapshot(
+            time_ns=self.opts.time_ns or self.repo.clock.now_ns(), host=self.host, paths=paths,
+            tree=root.hex(), level=plan.level, tags=sorted(set(self.opts.tags)),
+            username=_username(), parent=plan.parent.id if plan.parent else None,
+            base=plan.base_id, chain=plan.chain_id, partial=bool(self.errors),
+            errors=self.errors[:MAX_ERRORS_KEPT], stats=st,
+        )
+
+    # ---------------------------------------------------------------- trees
+    def _store_tree(self, nodes: list[Node]) -> bytes:
+        bid, _ = self.session.put_blob(KIND_TREE, encode_tree(nodes))
+        return bid
+
+    def _root_tree(self, paths: list[str], plan: ChangePlan) -> bytes:
+        """Build the tree of directories leading to each source path (like restic)."""
+        layout: dict = {}
+        for p in paths:
+            parts = [os.fsencode(c) for c in p.strip("/").split("/") if c]
+            d = layout
+            for c in parts[:-1]:
+                d = d.setdefault(c, {})
+                if not isinstance(d, dict):
+                    break
+            else:
+                d[parts[-1] if parts else b""] = p
+        return self._layout_tree(layout, b"/", plan.parent_root)
+
+    def _layout_tree(self, layout: dict, prefix: bytes, prev_tree: bytes | None) -> bytes:
+        prev = self._prev_nodes(prev_tree)
+        nodes = []
+        for name, sub in sorted(layout.items()):
+            path = prefix + name if prefix.endswith(b"/") else prefix + b"/" + name
+            old = prev.get(name)
+            if isinstance(sub, dict):
+                node = self._dir_node(name, path)
+                node.subtree = self._layout_tree(sub, path, old.subtree if old and old.type == DIR else None)
+                nodes.append(node)
+            else:
+                st = os.lstat(path)
+                node = self._scan_entry(name, path, st, old, root_dev=st.st_dev)
+                if node is not None:
+                    nodes.append(node)
+        return self._store_tree(nodes)
+
+    def _dir_node(self, name: bytes, path: bytes) -> Node:
+        st = os.lstat(path)
+        node = node_from_stat(name, st, owners=self.owners)
+        node.atime_ns = 0
+        self._extras(path, node)
+        return node
+
+    def _prev_nodes(self, tree_id: bytes | None) -> dict[bytes, Node]:
+        if not tree_id:
+            return {}
+        try:
+            return {n.name: n for n in self.repo.load_tree(tree_id)}
+        except Exception as exc:  # noqa: BLE001 - a damaged parent only costs a re-read
+            self._warn(f"previous tree {tree_id.hex()[:12]} unreadable ({exc}); re-reading")
+            return {}
+
+    def _extras(self, path: bytes, node: Node) -> None:
+        try:
+            read_extras(path, node)
+        except SourceError as exc:
+            self._warn(str(exc))
+
+    # ---------------------------------------------------------------- walk
+    def _scan_entry(self, name: bytes, path: bytes, st: os.stat_result, old: Node | None, root_dev: int):
+        if self.excludes.excluded(path, stat_mod.S_ISDIR(st.st_mode)):
+            return None
+        node = node_from_stat(name, st, owners=self.owners)
+        self._extras(path, node)
+        if node.type == DIR:
+            node.atime_ns = 0  # listing the directory changes it: recording it would churn every tree
+            self.stats.dirs += 1
+            if self.opts.one_file_system and st.st_dev != root_dev:
+                node.subtree = self._store_tree([])
+                self._warn(f"{show_path(path)}: other file system, contents not backed up (--one-file-system)")
+                return node
+            node.subtree = self._walk_dir(path, old.subtree if old and old.type == DIR else None, root_dev)
+            return node
+        if node.type == FILE:
+            self.stats.files += 1
+            self.stats.bytes_logical += node.size
+            return self._file_node(node, path, old)
+        self.stats.others += 1
+        return node
+
+    def _walk_dir(self, path: bytes, prev_tree: bytes | None, root_dev: int) -> bytes:
+        prev = self._prev_nodes(prev_tree)
+        try:
+            with os.scandir(path) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as exc:
+            self._error(f"cannot list {show_path(path)}: {exc.strerror}; directory skipped")
+            return self._store_tree([])
+        nodes: list[Node | Future] = []
+        reused: list[tuple[int, Node, bytes]] = []
+        for entry in entries:
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except OSError as exc:
+                if exc.errno == 2:
+                    self._warn(f"{show_path(entry.path)} vanished during backup; skipped")
+                else:
+                    self._error(f"cannot stat {show_path(entry.path)}: {exc.strerror}; skipped")
+                continue
+            node = self._scan_entry(entry.name, entry.path, st, prev.get(entry.name), root_dev)
+            if node is None:
+                continue
+            if isinstance(node, Node) and node.type == FILE and node.content:
+                reused.append((len(nodes), node, entry.path))
+            nodes.append(node)
+        self._verify_reused(nodes, reused)
+        done = []
+        for n in nodes:
+            if isinstance(n, Future):
+                n = n.result()
+            if n is not None:
+                done.append(n)
+        return self._store_tree(done)
+
+    def _verify_reused(self, nodes: list, reused: list[tuple[int, Node, bytes]]) -> None:
+        """Re-read unchanged files whose data is no longer in the index (damaged or
+        pruned packs): a backup never builds on data that is not stored."""
+        if not reused:
+            return
+        ids = [c for _, n, _ in reused for c in n.chunk_ids]
+        present = self.repo.index.table.contains_many(ids)
+        if bool(present.all()):
+            return
+        missing = {i for i, ok in zip(ids, present) if not ok}
+        for pos, node, path in reused:
+            if any(c in missing for c in node.chunk_ids):
+                self._warn(f"{show_path(path)}: data of the previous backup is missing; reading it again")
+                node.content, node.extents = b"", []
+                self.stats.files_unmodified -= 1
+                self.stats.files_changed += 1
+                nodes[pos] = self.pool.submit(self._read_file, node, path)
+
+    def _file_node(self, node: Node, path: bytes, old: Node | None):
+        if node.link_group and node.link_group in self._links:
+            first = self._links[node.link_group]
+            if isinstance(first, Node):
+                node.content, node.extents = first.content, first.extents
+                return node
+            return self.pool.submit(_copy_content, first, node)
+        if self.opts.level != "full" and old is not None and old.type == FILE and node.same_source_state(old) \
+                and (old.content or old.size == 0) and not old.error:
+            node.content, node.extents = old.content, old.extents
+            self.stats.files_unmodified += 1
+            result: Node | Future = node
+        else:
+            if old is None:
+                self.stats.files_new += 1
+            else:
+                self.stats.files_changed += 1
+            result = self.pool.submit(self._read_file, node, path)
+        if node.link_group:
+            self._links[node.link_group] = result
+        return result
+
+    def _read_file(self, node: Node, path: bytes) -> Node | None:
+        try:
+            info = self.reader.read(node, path)
+        except SourceError as exc:
+            if "vanished" in str(exc):
+                self._warn(str(exc))
+            else:
+                self._error(str(exc))
+            return None
+        with self._stat_lock:
+            self.stats.bytes_read += info.bytes_read
+        for w in info.warnings:
+            self._warn(w)
+        return node
+
+    # --------------------------------------------------------------- stdin
+    def _stdin_root(self) -> bytes:
+        import sys
+
+        name = os.fsencode(self.opts.stdin_filename.strip("/"))
+        node = Node(name=name, type=FILE, mode=0o600, uid=os.getuid(), gid=os.getgid(),
+                    mtime_ns=self.repo.clock.now_ns(), ctime_ns=self.repo.clock.now_ns(),
+                    atime_ns=self.repo.clock.now_ns())
+        stream = getattr(sys.stdin, "buffer", sys.stdin)
+        info = self.reader.read_stream(node, stream.read)
+        self.stats.files = 1
+        self.stats.files_new = 1
+        self.stats.bytes_logical = node.size
+        self.stats.bytes_read = info.bytes_read
+        return self._store_tree([node])
+
+    # --------------------------------------------------------------- notes
+    def _error(self, msg: str) -> None:
+        with self._stat_lock:
+            self.stats.errors += 1
+            if len(self.errors) < MAX_ERRORS_KEPT:
+                self.errors.append(msg)
+        if self.progress is not None:
+            self.progress.error(msg)
+
+    def _warn(self, msg: str) -> None:
+        with self._stat_lock:
+            self.stats.warnings += 1
+            if len(self.warnings) < MAX_ERRORS_KEPT:
+                self.warnings.append(msg)
+
+
+def _copy_content(first: Future, node: Node) -> Node | None:
+    src = first.result()
+    if src is None:
+        return None
+    node.content, node.extents, node.size = src.content, src.extents, src.size
+    return node
+
+
+def _username() -> str:
+    try:
+        import getpass
+
+        return getpass.getuser()
+    except Exception:  # noqa: BLE001
+        return str(os.getuid())

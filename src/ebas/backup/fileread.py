@@ -1,0 +1,120 @@
+"""Read one source file into data blobs and fill its node's content.
+
+Regular files are cut by FastCDC, or into fixed blocks when a fixed-block rule of the
+chunker parameters matches (disk images, databases). Sparse files are read extent by
+extent (``SEEK_DATA``/``SEEK_HOLE``) so holes are neither read nor stored, and are
+restored as holes. A file that changes while it is read is read again (up to
+``RETRIES`` times); if it keeps changing, what was read last is kept with a warning.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+from ebas.backup.fsmeta import data_extents, looks_sparse, open_source_file, show_path
+from ebas.chunking.chunker import Chunker
+from ebas.errors import SourceError
+from ebas.repo.pack import KIND_DATA
+from ebas.repo.tree import Node
+
+RETRIES = 2
+
+
+@dataclass
+class ReadInfo:
+    """What reading one file cost and noticed."""
+
+    bytes_read: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+
+class FileReader:
+    """Turns files and streams into data blobs through a write session."""
+
+    def __init__(self, repo, session, params):
+        self.repo = repo
+        self.session = session
+        self.params = params
+        self.chunker = Chunker(params)
+
+    def _store_chunks(self, read, block_size: int) -> tuple[bytes, int, int]:
+        """Chunk a stream and store each chunk; returns (ids, total bytes, chunk count)."""
+        ids = bytearray()
+        total = 0
+        count = 0
+        put = self.session.put_blob
+        for chunk in self.chunker.chunks(read, block_size):
+            bid, _ = put(KIND_DATA, chunk)
+            ids += bid
+            total += len(chunk)
+            count += 1
+        return bytes(ids), total, count
+
+    def read_stream(self, node: Node, read) -> ReadInfo:
+        """Store a whole stream (e.g. stdin) as the content of ``node``."""
+        ids, total, _ = self._store_chunks(read, 0)
+        node.content, node.size = ids, total
+        return ReadInfo(bytes_read=total)
+
+    def read(self, node: Node, path: bytes) -> ReadInfo:
+        """Read ``path`` into ``node.content`` (and ``extents`` for sparse files)."""
+        info = ReadInfo()
+        try:
+            fd = open_source_file(path)
+        except SourceError as exc:
+            if not os.path.lexists(path):
+                raise SourceError(f"{show_path(path)} vanished during backup; skipped") from exc
+            raise
+        try:
+            for attempt in range(RETRIES + 1):
+                before = os.fstat(fd)
+                self._read_fd(fd, node, before, path, info)
+                after = os.fstat(fd)
+                if (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns):
+                    break
+                if attempt == RETRIES:
+                    info.warnings.append(f"{show_path(path)} kept changing while it was read; "
+                                         "the last read is stored and may be inconsistent")
+                    break
+                os.lseek(fd, 0, os.SEEK_SET)
+            node.size = before.st_size if not node.extents else node.size
+            node.mtime_ns, node.ctime_ns = after.st_mtime_ns, after.st_ctime_ns
+        except OSError as exc:
+            raise SourceError(f"cannot read {show_path(path)}: {exc.strerror}; skipped") from exc
+        finally:
+            os.close(fd)
+        return info
+
+    def _read_fd(self, fd: int, node: Node, st, path: bytes, info: ReadInfo) -> None:
+        name = os.path.basename(path).decode("utf-8", "surrogateescape")
+        block = self.params.fixed_block_for(name, st.st_size)
+        extents = data_extents(fd, st.st_size) if looks_sparse(st) else None
+        if extents is None:
+            os.lseek(fd, 0, os.SEEK_SET)
+            ids, total, _ = self._store_chunks(lambda n: os.read(fd, n), block)
+            node.content, node.extents = ids, []
+            node.size = total
+            info.bytes_read += total
+            return
+        all_ids = bytearray()
+        out = []
+        for offset, length in extents:
+            pos = offset
+            end = offset + length
+
+            def read(n: int, _fd=fd) -> bytes:
+                nonlocal pos
+                n = min(n, end - pos)
+                if n <= 0:
+                    return b""
+                data = os.pread(_fd, n, pos)
+                pos += len(data)
+                return data
+
+            ids, total, count = self._store_chunks(read, block)
+            all_ids += ids
+            out.append((offset, total, count))
+            info.bytes_read += total
+        node.content, node.extents = bytes(all_ids), out
+        node.size = st.st_size

@@ -1,0 +1,178 @@
+"""Restore a snapshot (or parts of it) into a target directory.
+
+Every blob is verified as it is read (``Repository.get_blob``). Every path is created
+through :mod:`ebas.backup.fswrite`, which refuses names that would leave the target and
+never follows a symlink, so a malicious or corrupt tree cannot write outside it.
+Directory metadata (times especially) is applied after the directory's contents.
+Hard links are restored as links; sparse files get their holes back.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from ebas.backup.fswrite import TargetDir, apply_metadata, check_component
+from ebas.errors import IntegrityError, RestoreError
+from ebas.repo.tree import DIR, FILE, ID_LEN, SYMLINK, Node
+
+
+@dataclass
+class RestoreResult:
+    """Counters and problems of one restore."""
+
+    files: int = 0
+    dirs: int = 0
+    others: int = 0
+    bytes: int = 0
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        """Machine-readable form."""
+        return dict(self.__dict__)
+
+
+def split_path(path: str) -> list[bytes]:
+    """Components of a snapshot path (``/home/u/x`` -> [b"home", b"u", b"x"])."""
+    return [os.fsencode(c) for c in path.split("/") if c]
+
+
+class Restorer:
+    """Writes a snapshot's tree under ``target``; single use."""
+
+    def __init__(self, repo, snapshot, target: str, *, includes: list[str] | None = None,
+                 restore_owner: bool | None = None, workers: int = 2):
+        self.repo = repo
+        self.snapshot = snapshot
+        self.target = target
+        self.includes = [split_path(p) for p in (includes or [])]
+        self.restore_owner = os.geteuid() == 0 if restore_owner is None else restore_owner
+        self.workers = workers
+        self.result = RestoreResult()
+        self._lock = threading.Lock()
+        self._links: dict[str, list[bytes]] = {}
+        self._link_done: dict[str, Future] = {}
+
+    def run(self) -> RestoreResult:
+        """Restore and return the counters; raises on unsafe trees or corrupt data."""
+        root_id = bytes.fromhex(self.snapshot.tree)
+        with TargetDir.open_root(self.target, create=True) as root:
+            self.root = root
+            with ThreadPoolExecutor(self.workers, thread_name_prefix="ebas-restore") as pool:
+                self.pool = pool
+                self._restore_dir(root, root_id, [])
+        if self.includes and not (self.result.files or self.result.dirs or self.result.others):
+            raise RestoreError("nothing in the snapshot matches the --include paths",
+                               hint="check the paths with 'ebas ls SNAPSHOT'")
+        return self.result
+
+    def _wanted(self, comps: list[bytes]) -> tuple[bool, bool]:
+        """(restore this entry?, restore everything below it?)"""
+        if not self.includes:
+            return True, True
+        for inc in self.includes:
+            if comps[: len(inc)] == inc:
+                return True, True
+            if inc[: len(comps)] == comps:
+                return True, False
+        return False, False
+
+    def _restore_dir(self, tdir: TargetDir, tree_id: bytes, comps: list[bytes], everything: bool = False) -> None:
+        nodes = self.repo.load_tree(tree_id)
+        pending: list[tuple[Future | None, Node]] = []
+        for node in nodes:
+            name = check_component(node.name)
+            here = comps + [name]
+            if everything:
+                want, below = True, True
+            else:
+                want, below = self._wanted(here)
+            if not want:
+                continue
+            if node.type == DIR:
+                if not node.subtree or len(node.subtree) != ID_LEN:
+                    raise IntegrityError(f"directory {tdir.where(name)} has no subtree in the snapshot")
+                with tdir.subdir(name, mode=0o700) as sub:
+                    self._restore_dir(sub, node.subtree, here, below)
+                self._meta(tdir, name, node)
+                self.result.dirs += 1
+            elif node.type == FILE:
+                pending.append((self._file(tdir, name, node, here), node))
+            elif node.type == SYMLINK:
+                tdir.symlink(name, node.target)
+                self._meta(tdir, name, node)
+                self.result.others += 1
+            else:
+                note = tdir.special(name, node)
+                if note:
+                    self._warn(note)
+                else:
+                    self._meta(tdir, name, node)
+                self.result.others += 1
+        for fut, node in pending:
+            if fut is not None:
+                fut.result()
+
+    def _file(self, tdir: TargetDir, name: bytes, node: Node, comps: list[bytes]) -> Future | None:
+        group = node.link_group
+        if group and group in self._links:
+            first = self._link_done[group]
+            first.result()  # the first link must be complete before linking to it
+            tdir.hardlink(self._links[group], name)
+            self.result.files += 1
+            return None
+        fut = self.pool.submit(self._write_file, tdir, name, node)
+        if group:
+            self._links[group] = comps
+            self._link_done[group] = fut
+        return fut
+
+    def _write_file(self, tdir: TargetDir, name: bytes, node: Node) -> None:
+        fd = tdir.create_file(name)
+        written = 0
+        try:
+            ids = node.chunk_ids
+            if node.extents:
+                i = 0
+                for offset, length, count in node.extents:
+                    pos = offset
+                    for bid in ids[i : i + count]:
+                        data = self.repo.get_blob(bid)
+                        os.pwrite(fd, data, pos)
+                        pos += len(data)
+                    i += count
+                    written += pos - offset
+            else:
+                for bid in ids:
+                    data = self.repo.get_blob(bid)
+                    mv = memoryview(data)
+                    while mv:
+                        n = os.write(fd, mv)
+                        mv = mv[n:]
+                    written += len(data)
+            if written != node.size or node.extents:
+                os.ftruncate(fd, node.size)
+        except OSError as exc:
+            raise RestoreError(f"cannot write {tdir.where(name)}: {exc.strerror}",
+                               hint="check free space and permissions on the restore target") from exc
+        finally:
+            os.close(fd)
+        self._meta(tdir, name, node)
+        with self._lock:
+            self.result.files += 1
+            self.result.bytes += node.size
+
+    def _meta(self, tdir: TargetDir, name: bytes, node: Node) -> None:
+        for w in apply_metadata(tdir, name, node, restore_owner=self.restore_owner):
+            self._warn(w)
+
+    def _warn(self, msg: str) -> None:
+        with self._lock:
+            if len(self.result.warnings) < 1000:
+                self.result.warnings.append(msg)
+
+
+

@@ -1,0 +1,175 @@
+"""The dedup table: blob id -> (pack, offset, length) for every blob in the repository.
+
+Steady-state memory is 28 bytes per blob: the first 16 bytes of the id (two uint64
+arrays, sorted), a uint32 pack number, offset and stored length. Ids are keyed BLAKE3
+outputs, so a 128-bit prefix collision between two distinct blobs has probability about
+n^2 / 2^129 (10^-20 at a billion blobs); a read verifies the full id anyway. Blobs added
+since the last merge sit in a small dict that is merged into the sorted arrays in bulk.
+See docs/format.md, "Dedup table".
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+MERGE_AT = 200_000
+
+
+def _split(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(hi, lo) uint64 keys from an array of 32-byte ids (dtype S32)."""
+    words = np.frombuffer(ids.tobytes(), dtype=">u8").reshape(-1, 4)
+    return words[:, 0].copy(), words[:, 1].copy()
+
+
+def _key(blob_id: bytes) -> tuple[int, int]:
+    return int.from_bytes(blob_id[:8], "big"), int.from_bytes(blob_id[8:16], "big")
+
+
+class DedupTable:
+    """Bounded-memory map from blob id to location; thread-safe for add/lookup."""
+
+    def __init__(self) -> None:
+        self.packs: list[bytes] = []
+        self._pack_no: dict[bytes, int] = {}
+        self._hi = np.zeros(0, np.uint64)
+        self._lo = np.zeros(0, np.uint64)
+        self._pack = np.zeros(0, np.uint32)
+        self._off = np.zeros(0, np.uint32)
+        self._len = np.zeros(0, np.uint32)
+        self._delta: dict[bytes, tuple[int, int, int]] = {}
+        self._lock = threading.RLock()
+
+    # ----------------------------------------------------------------- packs
+    def pack_number(self, pack_id: bytes) -> int:
+        """Small integer for a pack id (allocated on first use)."""
+        with self._lock:
+            n = self._pack_no.get(pack_id)
+            if n is None:
+                n = self._pack_no[pack_id] = len(self.packs)
+                self.packs.append(pack_id)
+            return n
+
+    def has_pack(self, pack_id: bytes) -> bool:
+        """True if any blob of this pack is known."""
+        return pack_id in self._pack_no
+
+    # ------------------------------------------------------------------ adds
+    def add(self, blob_id: bytes, pack_id: bytes, offset: int, length: int) -> None:
+        """Record one blob's location (first location wins for duplicates)."""
+        with self._lock:
+            if blob_id in self._delta:
+                return
+            self._delta[blob_id] = (self.pack_number(pack_id), offset, length)
+            if len(self._delta) >= MERGE_AT:
+                self._merge_delta()
+
+    def add_segment(self, packs: list[bytes], entries: np.ndarray) -> None:
+        """Bulk-add an index segment's entries (``ebas.repo.index.ENTRY_DTYPE``)."""
+        if not len(entries):
+            for p in packs:
+                self.pack_number(p)
+            return
+        with self._lock:
+            remap = np.array([self.pack_number(p) for p in packs], np.uint32)
+            hi, lo = _split(entries["id"])
+            self._append_sorted(hi, lo, remap[entries["pack"]], entries["offset"].astype(np.uint32),
+                                entries["length"].astype(np.uint32))
+
+    def _merge_delta(self) -> None:
+        if not self._delta:
+            return
+        ids = np.array(list(self._delta.keys()), dtype="S32")
+        vals = np.array(list(self._delta.values()), dtype=np.uint64).reshape(-1, 3)
+        hi, lo = _split(ids)
+        self._delta = {}
+        self._append_sorted(hi, lo, vals[:, 0].astype(np.uint32), vals[:, 1].astype(np.uint32),
+                            vals[:, 2].astype(np.uint32))
+
+    def _append_sorted(self, hi, lo, pack, off, ln) -> None:
+        hi = np.concatenate([self._hi, hi])
+        lo = np.concatenate([self._lo, lo])
+        pack = np.concatenate([self._pack, pack])
+        off = np.concatenate([self._off, off])
+        ln = np.concatenate([self._len, ln])
+        order = np.lexsort((lo, hi))  # stable: earlier entries stay first among equals
+        hi, lo = hi[order], lo[order]
+        keep = np.ones(len(hi), bool)
+        if len(hi) > 1:
+            keep[1:] = (hi[1:] != hi[:-1]) | (lo[1:] != lo[:-1])
+        self._hi, self._lo = hi[keep], lo[keep]
+        self._pack, self._off, self._len = pack[order][keep], off[order][keep], ln[order][keep]
+
+    def compact(self) -> None:
+        """Merge pending additions into the sorted arrays (steady-state form)."""
+        with self._lock:
+            self._merge_delta()
+
+    # --------------------------------------------------------------- lookups
+    def lookup(self, blob_id: bytes) -> tuple[bytes, int, int] | None:
+        """``(pack_id, offset, length)`` of a blob, or None."""
+        r = self._delta.get(blob_id)
+        if r is None:
+            i = self._find(blob_id)
+            if i < 0:
+                return None
+            r = (int(self._pack[i]), int(self._off[i]), int(self._len[i]))
+        return self.packs[r[0]], r[1], r[2]
+
+    def _find(self, blob_id: bytes) -> int:
+        hi, lo = _key(blob_id)
+        arr = self._hi
+        i = int(arr.searchsorted(np.uint64(hi)))
+        n = len(arr)
+        while i < n and int(arr[i]) == hi:
+            if int(self._lo[i]) == lo:
+                return i
+            i += 1
+        return -1
+
+    def __contains__(self, blob_id: bytes) -> bool:
+        return blob_id in self._delta or self._find(blob_id) >= 0
+
+    def contains_many(self, blob_ids: list[bytes]) -> np.ndarray:
+        """Vectorised membership test for many ids at once (bool array)."""
+        if not blob_ids:
+            return np.zeros(0, bool)
+        ids = np.array(blob_ids, dtype="S32")
+        hi, lo = _split(ids)
+        found = np.zeros(len(ids), bool)
+        if len(self._hi):
+            left = self._hi.searchsorted(hi, "left")
+            right = self._hi.searchsorted(hi, "right")
+            single = (right - left) == 1
+            idx = np.minimum(left, len(self._hi) - 1)
+            found = single & (self._lo[idx] == lo)
+            for j in np.nonzero((right - left) > 1)[0]:
+                found[j] = bool(np.any(self._lo[left[j] : right[j]] == lo[j]))
+        if self._delta:
+            for j, b in enumerate(blob_ids):
+                if not found[j] and b in self._delta:
+                    found[j] = True
+        return found
+
+    def __len__(self) -> int:
+        return len(self._hi) + len(self._delta)
+
+    def memory_bytes(self) -> int:
+        """Bytes of RAM held by the table (arrays exactly, the pending dict estimated)."""
+        arrays = sum(a.nbytes for a in (self._hi, self._lo, self._pack, self._off, self._len))
+        return arrays + len(self._delta) * 200 + len(self.packs) * 120
+
+    def stored_bytes(self) -> int:
+        """Sum of the stored lengths of all distinct blobs."""
+        return int(self._len.sum(dtype=np.uint64)) + sum(v[2] for v in self._delta.values())
+
+    def remove_packs(self, pack_ids: set[bytes]) -> None:
+        """Forget every blob stored in the given packs (after they are deleted)."""
+        with self._lock:
+            self._merge_delta()
+            nos = np.array([self._pack_no[p] for p in pack_ids if p in self._pack_no], np.uint32)
+            if len(nos):
+                keep = ~np.isin(self._pack, nos)
+                self._hi, self._lo = self._hi[keep], self._lo[keep]
+                self._pack, self._off, self._len = self._pack[keep], self._off[keep], self._len[keep]

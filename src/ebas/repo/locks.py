@@ -1,0 +1,180 @@
+"""Repository locks with a heartbeat.
+
+A lock is a small plain-JSON object ``locks/<random id>`` naming the host, process,
+user, operation and whether it is exclusive; its holder rewrites it every
+``heartbeat`` seconds. Backups take shared locks (any number at once); prune, repair
+and unlock-all take an exclusive one. A lock is *stale* when its heartbeat is older than
+``stale_after`` or when it belongs to this host and its process is gone. ``remove_stale``
+removes only stale locks, never a live one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+from dataclasses import dataclass
+
+from ebas.errors import LockError, ObjectNotFound
+
+PREFIX = "locks/"
+STALE_AFTER = 30 * 60
+HEARTBEAT = 5 * 60
+
+
+@dataclass
+class LockInfo:
+    """What a lock object says about its holder."""
+
+    id: str
+    host: str
+    pid: int
+    user: str
+    operation: str
+    exclusive: bool
+    created_ns: int
+    heartbeat_ns: int
+
+    def describe(self, now_ns: int) -> str:
+        """One line for an admin: who holds it, doing what, since when."""
+        age = (now_ns - self.heartbeat_ns) / 1e9
+        kind = "exclusive" if self.exclusive else "shared"
+        return (f"{kind} lock {self.id[:10]} held by {self.user}@{self.host} pid {self.pid} "
+                f"for '{self.operation}', last heartbeat {age:.0f}s ago")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class LockManager:
+    """Creates, refreshes, lists and cleans locks in one repository store."""
+
+    def __init__(self, store, clock, entropy, *, host: str | None = None, pid: int | None = None,
+                 user: str | None = None, stale_after: float = STALE_AFTER, heartbeat: float | None = HEARTBEAT):
+        self.store = store
+        self.clock = clock
+        self.entropy = entropy
+        self.host = host or socket.gethostname()
+        self.pid = pid if pid is not None else os.getpid()
+        self.user = user or os.environ.get("USER", "") or str(os.getuid())
+        self.stale_after = stale_after
+        self.heartbeat = heartbeat
+
+    def list(self) -> list[LockInfo]:
+        """Every readable lock; unreadable lock objects are reported as stale entries."""
+        out = []
+        for info in self.store.list(PREFIX):
+            lock_id = info.name[len(PREFIX):]
+            try:
+                d = json.loads(self.store.get(info.name))
+                out.append(LockInfo(id=lock_id, **{k: d[k] for k in (
+                    "host", "pid", "user", "operation", "exclusive", "created_ns", "heartbeat_ns")}))
+            except ObjectNotFound:
+                continue
+            except (ValueError, KeyError, TypeError):
+                out.append(LockInfo(lock_id, "?", 0, "?", "unreadable lock", False, 0, 0))
+        return out
+
+    def is_stale(self, lock: LockInfo) -> bool:
+        """True if the holder is certainly gone (old heartbeat, or dead local process)."""
+        now = self.clock.now_ns()
+        if now - lock.heartbeat_ns > self.stale_after * 1e9:
+            return True
+        if lock.host == self.host and lock.pid != self.pid and not _pid_alive(lock.pid):
+            return True
+        return False
+
+    def acquire(self, operation: str, *, exclusive: bool = False) -> "Lock":
+        """Take a lock or raise ``LockError`` naming the conflicting holder."""
+        lock = Lock(self, self.entropy.token_bytes(16).hex(), operation, exclusive)
+        lock.write()
+        for other in self.list():
+            if other.id == lock.id or self.is_stale(other):
+                continue
+            if exclusive or other.exclusive:
+                lock.release()
+                raise LockError(f"repository is locked: {other.describe(self.clock.now_ns())}")
+        lock.start_heartbeat()
+        return lock
+
+    def remove_stale(self) -> list[LockInfo]:
+        """Delete stale locks and return them; live locks are left alone."""
+        removed = []
+        for lock in self.list():
+            if self.is_stale(lock):
+                try:
+                    self.store.delete(PREFIX + lock.id)
+                except ObjectNotFound:
+                    pass
+                removed.append(lock)
+        return removed
+
+
+class Lock:
+    """A held lock; release it (or use it as a context manager)."""
+
+    def __init__(self, manager: LockManager, lock_id: str, operation: str, exclusive: bool):
+        self.manager = manager
+        self.id = lock_id
+        self.operation = operation
+        self.exclusive = exclusive
+        self.created_ns = manager.clock.now_ns()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.released = False
+
+    def write(self) -> None:
+        """(Re)write the lock object with a fresh heartbeat."""
+        m = self.manager
+        doc = {"host": m.host, "pid": m.pid, "user": m.user, "operation": self.operation,
+               "exclusive": self.exclusive, "created_ns": self.created_ns, "heartbeat_ns": m.clock.now_ns()}
+        m.store.put(PREFIX + self.id, json.dumps(doc, sort_keys=True).encode())
+
+    def start_heartbeat(self) -> None:
+        """Refresh the lock in a daemon thread every ``heartbeat`` seconds."""
+        if not self.manager.heartbeat:
+            return
+
+        def beat() -> None:
+            while not self._stop.wait(self.manager.heartbeat):
+                try:
+                    self.write()
+                except Exception:  # noqa: BLE001 - a missed heartbeat is retried next time
+                    pass
+
+        self._thread = threading.Thread(target=beat, name="ebas-lock-heartbeat", daemon=True)
+        self._thread.start()
+
+    def release(self) -> None:
+        """Stop the heartbeat and delete the lock object."""
+        if self.released:
+            return
+        self.released = True
+        self._stop.set()
+        try:
+            self.manager.store.delete(PREFIX + self.id)
+        except ObjectNotFound:
+            pass
+
+    def __enter__(self) -> "Lock":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+    def as_info(self) -> LockInfo:
+        """This lock as a :class:`LockInfo`."""
+        m = self.manager
+        return LockInfo(self.id, m.host, m.pid, m.user, self.operation, self.exclusive,
+                        self.created_ns, m.clock.now_ns())
+
+
+__all__ = ["LockManager", "Lock", "LockInfo"]

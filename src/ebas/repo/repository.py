@@ -1,0 +1,253 @@
+"""``Repository``: an opened repository (config, master key, index, snapshots).
+
+Reading goes through :meth:`Repository.get_blob`, which verifies every blob it returns
+(authentication tag, decompression, and the keyed id over the plaintext). Writing goes
+through a :class:`ebas.repo.session.WriteSession` (packs, then index, then snapshot).
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import socket
+from dataclasses import dataclass, field
+
+from ebas.chunking.params import ChunkerParams
+from ebas.crypto.kdf import KdfParams
+from ebas.errors import (
+    IndexDamaged,
+    IntegrityError,
+    ObjectNotFound,
+    RepositoryExists,
+    RepositoryNotFound,
+)
+from ebas.repo import keys as keyfiles
+from ebas.repo import snapshots as snaps
+from ebas.repo.blobcodec import BlobCodec
+from ebas.repo.config import CONFIG_NAME, DEFAULT_PACK_SIZE, RepoConfig
+from ebas.repo.dedup import DedupTable
+from ebas.repo.index import IndexSegment, check_segment_name
+from ebas.repo.locks import LockManager
+from ebas.repo.pack import pack_id_from_name, pack_name
+from ebas.repo.tree import Node, decode_tree
+from ebas.runtime import SYSTEM_CLOCK, SYSTEM_ENTROPY, Clock, Entropy
+from ebas.storage.base import Store
+
+
+@dataclass
+class IndexState:
+    """The loaded dedup table and what was wrong with the index while loading it."""
+
+    table: DedupTable
+    segments: list[str] = field(default_factory=list)
+    damaged: list[tuple[str, str]] = field(default_factory=list)
+
+
+def _whoami() -> tuple[str, str]:
+    try:
+        user = getpass.getuser()
+    except Exception:  # noqa: BLE001 - no passwd entry in containers
+        user = str(os.getuid())
+    return socket.gethostname(), user
+
+
+class Repository:
+    """An open repository. Create with :meth:`init` or :meth:`open`."""
+
+    def __init__(self, store: Store, config: RepoConfig, master: keyfiles.MasterKey, key_id: str, *,
+                 clock: Clock = SYSTEM_CLOCK, entropy: Entropy = SYSTEM_ENTROPY):
+        self.store = store
+        self.config = config
+        self.master = master
+        self.key_id = key_id
+        self.clock = clock
+        self.entropy = entropy
+        self.aead = master.aead(entropy)
+        self.ids = master.ids()
+        self.codec = BlobCodec(self.aead, self.ids, level=config.compression_level,
+                               compression=config.compression != "none")
+        self.key_warnings: list[str] = []
+        self._index: IndexState | None = None
+        self._snapshots: list[snaps.Snapshot] | None = None
+        self.snapshot_problems: list[str] = []
+
+    # ---------------------------------------------------------- init / open
+    @classmethod
+    def init(cls, store: Store, password: bytes | str, *, chunker: ChunkerParams | None = None,
+             pack_size: int = DEFAULT_PACK_SIZE, compression: str = "zstd", kdf: KdfParams | None = None,
+             clock: Clock = SYSTEM_CLOCK, entropy: Entropy = SYSTEM_ENTROPY) -> "Repository":
+        """Create a new repository in an empty store and return it opened."""
+        if store.exists(CONFIG_NAME) or any(True for _ in store.list("keys/")):
+            raise RepositoryExists(f"a repository already exists at {store.url}",
+                                   hint="use another location, or open this one")
+        config = RepoConfig(repo_id=entropy.token_bytes(16).hex(), chunker=chunker or ChunkerParams(),
+                            pack_size=pack_size, compression=compression, created_ns=clock.now_ns())
+        master = keyfiles.MasterKey.generate(entropy)
+        host, user = _whoami()
+        key_id = keyfiles.add_key(store, master, password, entropy=entropy, clock=clock, hostname=host,
+                                  username=user, kdf=kdf)
+        store.put(CONFIG_NAME, config.encode())  # written last: its presence means "initialised"
+        return cls(store, config, master, key_id, clock=clock, entropy=entropy)
+
+    @classmethod
+    def open(cls, store: Store, password: bytes | str, *, clock: Clock = SYSTEM_CLOCK,
+             entropy: Entropy = SYSTEM_ENTROPY) -> "Repository":
+        """Open an existing repository; raises ``RepositoryNotFound`` / ``WrongPassword`` /
+        ``KeyFileError`` / ``UnsupportedFormat`` with a hint."""
+        config = cls.read_config(store)
+        warnings: list[str] = []
+        master, key_id = keyfiles.open_master_key(store, password, warnings=warnings)
+        repo = cls(store, config, master, key_id, clock=clock, entropy=entropy)
+        repo.key_warnings = warnings
+        return repo
+
+    @staticmethod
+    def read_config(store: Store) -> RepoConfig:
+        """The repository config, or ``RepositoryNotFound``."""
+        try:
+            data = store.get(CONFIG_NAME)
+        except ObjectNotFound:
+            raise RepositoryNotFound(f"no ebas repository at {store.url} (no 'config' object)") from None
+        return RepoConfig.decode(data)
+
+    def locks(self, *, heartbeat: float | None = 300) -> LockManager:
+        """A lock manager for this repository."""
+        host, user = _whoami()
+        return LockManager(self.store, self.clock, self.entropy, host=host, user=user, heartbeat=heartbeat)
+
+    # ----------------------------------------------------------------- index
+    @property
+    def index(self) -> IndexState:
+        """The dedup table, loaded from every index segment on first use."""
+        if self._index is None:
+            self._index = self.load_index()
+        return self._index
+
+    def load_index(self) -> IndexState:
+        """Read every index segment. Damaged segments are recorded, not fatal here;
+        writers call :meth:`require_healthy_index` before trusting the table."""
+        state = IndexState(DedupTable())
+        segments = []
+        superseded: set[str] = set()
+        for info in self.store.list("index/"):
+            try:
+                stored = self.store.get(info.name)
+                check_segment_name(info.name, stored)
+                seg = IndexSegment.decode(self.aead, stored, info.name)
+            except ObjectNotFound:
+                continue
+            except IntegrityError as exc:
+                state.damaged.append((info.name, exc.message))
+                continue
+            segments.append((info.name, seg))
+            superseded.update("index/" + s.hex() for s in seg.supersedes)
+        for name, seg in sorted(segments):
+            if name in superseded:
+                continue
+            state.table.add_segment(seg.packs, seg.entries)
+            state.segments.append(name)
+        state.table.compact()
+        return state
+
+    def require_healthy_index(self) -> None:
+        """Raise ``IndexDamaged`` if any index segment could not be read."""
+        if self.index.damaged:
+            names = ", ".join(n for n, _ in self.index.damaged[:5])
+            raise IndexDamaged(
+                f"the dedup table is damaged ({len(self.index.damaged)} bad index segment(s): {names}); "
+                "refusing to write data that could be lost")
+
+    def invalidate_index(self) -> None:
+        """Forget the loaded index (it will be re-read on next use)."""
+        self._index = None
+
+    # ----------------------------------------------------------------- blobs
+    def read_stored_blob(self, blob_id: bytes) -> bytes:
+        """The stored (encrypted) bytes of a blob, located through the index."""
+        loc = self.index.table.lookup(blob_id)
+        if loc is None:
+            raise IntegrityError(f"blob {blob_id.hex()} is not in the index (missing data)",
+                                 hint="run 'ebas check'; 'ebas repair index' if packs are present")
+        pack_id, offset, length = loc
+        try:
+            data = self.store.get(pack_name(pack_id), offset, length)
+        except ObjectNotFound:
+            raise IntegrityError(f"pack {pack_id.hex()[:16]} holding blob {blob_id.hex()[:16]} is missing",
+                                 hint="run 'ebas check'; restore the pack from a replica if you have one") from None
+        if len(data) != length:
+            raise IntegrityError(f"pack {pack_id.hex()[:16]} is truncated (blob {blob_id.hex()[:16]})")
+        return data
+
+    def get_blob(self, blob_id: bytes) -> bytes:
+        """The verified plaintext of a blob."""
+        stored = self.read_stored_blob(blob_id)
+        try:
+            return self.codec.decode(blob_id, stored)
+        except IntegrityError as exc:
+            loc = self.index.table.lookup(blob_id)
+            where = f" in pack {loc[0].hex()[:16]}" if loc else ""
+            raise IntegrityError(f"blob {blob_id.hex()[:16]}{where} is corrupt: {exc.message}") from exc
+
+    def has_blob(self, blob_id: bytes) -> bool:
+        """True if the index knows the blob."""
+        return blob_id in self.index.table
+
+    def load_tree(self, tree_id: bytes) -> list[Node]:
+        """The nodes of a tree blob."""
+        return decode_tree(self.get_blob(tree_id))
+
+    def pack_sizes(self) -> dict[bytes, int]:
+        """``{pack id: size}`` of every pack object in the store."""
+        out = {}
+        for info in self.store.list("data/"):
+            try:
+                out[pack_id_from_name(info.name)] = info.size
+            except IntegrityError:
+                continue
+        return out
+
+    # ------------------------------------------------------------- snapshots
+    def snapshots(self, *, refresh: bool = False) -> list[snaps.Snapshot]:
+        """All readable snapshots, oldest first; unreadable ones go to ``snapshot_problems``."""
+        if self._snapshots is None or refresh:
+            out, problems = [], []
+            for info in self.store.list(snaps.PREFIX):
+                sid = info.name[len(snaps.PREFIX):]
+                try:
+                    out.append(snaps.unseal(self.aead, sid, self.store.get(info.name)))
+                except ObjectNotFound:
+                    continue
+                except IntegrityError as exc:
+                    problems.append(f"{info.name}: {exc.message}")
+            self._snapshots = sorted(out, key=lambda s: (s.time_ns, s.id))
+            self.snapshot_problems = problems
+        return list(self._snapshots)
+
+    def find_snapshot(self, ref: str, *, host: str | None = None, tags: list[str] | None = None,
+                      path: str | None = None) -> snaps.Snapshot:
+        """Resolve ``latest`` or an id prefix (see :func:`ebas.repo.snapshots.select`)."""
+        return snaps.select(self.snapshots(), ref, host=host, tags=tags, path=path)
+
+    def save_snapshot(self, snap: snaps.Snapshot) -> str:
+        """Store a snapshot manifest (the commit point) and return its id."""
+        sid, stored = snaps.seal(self.aead, snap)
+        self.store.put(snaps.PREFIX + sid, stored)
+        snap.id = sid
+        if self._snapshots is not None:
+            self._snapshots.append(snap)
+        return sid
+
+    def delete_snapshot(self, snap_id: str) -> None:
+        """Remove a snapshot manifest (its data stays until prune)."""
+        self.store.delete(snaps.PREFIX + snap_id)
+        self._snapshots = None
+
+    def session(self, **kwargs):
+        """A new write session (see :class:`ebas.repo.session.WriteSession`)."""
+        from ebas.repo.session import WriteSession
+
+        return WriteSession(self, **kwargs)
+
+    def close(self) -> None:
+        """Release the store."""
+        self.store.close()
