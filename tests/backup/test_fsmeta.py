@@ -290,7 +290,9 @@ def test_xattr_vanishing_between_list_and_get(xsrc, monkeypatch):
     assert n.xattrs == {b"user.keep": b"1"}
 
 
-@pytest.mark.parametrize("exc", [PermissionError(errno.EACCES, "Permission denied"), PermissionError(errno.EPERM, "Operation not permitted")])
+@pytest.mark.parametrize(
+    "exc", [PermissionError(errno.EACCES, "Permission denied"), PermissionError(errno.EPERM, "Operation not permitted")]
+)
 def test_xattr_permission_errors_raise_source_error(src, monkeypatch, exc):
     path = src + b"/caf\xe9"
     open(path, "wb").close()
@@ -429,7 +431,9 @@ def test_data_extents_other_error(src, monkeypatch):
 
 
 def test_looks_sparse_ignores_non_files_and_small_tails():
-    fake = lambda mode, size, blocks: SimpleNamespace(st_mode=mode, st_size=size, st_blocks=blocks, st_blksize=4096)  # noqa: E731
+    def fake(mode, size, blocks):
+        return SimpleNamespace(st_mode=mode, st_size=size, st_blocks=blocks, st_blksize=4096)
+
     assert not looks_sparse(fake(stat.S_IFDIR | 0o755, 10 * MiB, 0))
     assert not looks_sparse(fake(stat.S_IFREG | 0o644, 3000, 0))  # inline data
     assert looks_sparse(fake(stat.S_IFREG | 0o644, 10 * MiB, 8))

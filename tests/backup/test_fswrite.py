@@ -384,7 +384,8 @@ def test_metadata_round_trip(tmp_path, target):
     write_file(target, b"caf\xe9", b"payload")
     assert apply_metadata(target, b"caf\xe9", node, restore_owner=True) == []
     again = read_node(tpath(target, b"caf\xe9"))
-    for field in ("type", "mode", "uid", "gid", "user", "group", "mtime_ns", "atime_ns", "xattrs", "acl_access", "acl_default", "size"):
+    fields = ("type", "mode", "uid", "gid", "user", "group", "mtime_ns", "atime_ns", "xattrs", "acl_access", "size")
+    for field in fields:
         assert getattr(again, field) == getattr(node, field), field
     assert getfacl(tpath(target, b"caf\xe9")) == getfacl(path)
 
@@ -556,3 +557,26 @@ def test_write_sparse_failure(target):
     os.close(fd)
     with pytest.raises(RestoreError, match="cannot set the size"):
         write_sparse(fd, 10)
+
+
+def test_acl_removal_failure_is_a_warning(target, monkeypatch):
+    write_file(target, b"f", b"")
+
+    def refuse(*a, **k):
+        raise PermissionError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(fswrite.os, "removexattr", refuse)
+    warnings = apply_metadata(target, b"f", Node(name=b"f", type=FILE, mode=0o600), restore_owner=False)
+    where = os.fsdecode(target.path) + "/f"
+    assert warnings == [f"{where}: cannot remove inherited system.posix_acl_access: Operation not permitted"]
+
+
+def test_hardlink_source_that_cannot_be_examined(target, monkeypatch):
+    write_file(target, b"f", b"")
+
+    def refuse(*a, **k):
+        raise PermissionError(errno.EACCES, "Permission denied")
+
+    monkeypatch.setattr(fswrite.os, "stat", refuse)
+    with pytest.raises(RestoreError, match="cannot examine .*/f: Permission denied"):
+        target.hardlink([b"f"], b"g")

@@ -94,7 +94,8 @@ def test_repr_hides_salt(entropy):
 
 
 def _argon(**over):
-    d = {"algorithm": "argon2id", "salt": "AAAAAAAAAAAAAAAAAAAAAA==", "time_cost": 3, "memory_kib": 65536, "parallelism": 2}
+    d = {"algorithm": "argon2id", "salt": "AAAAAAAAAAAAAAAAAAAAAA==", "time_cost": 3}
+    d.update(memory_kib=65536, parallelism=2)
     d.update(over)
     return d
 

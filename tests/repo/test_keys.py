@@ -146,7 +146,8 @@ def test_key_file_is_plain_json_bound_to_its_name(store, clock):
 def test_default_kdf_is_production_argon2id(store, clock):
     key_id = add_key(store, MASTER, "pw", entropy=ENTROPY, clock=clock, hostname="h", username="u")
     kdf = json.loads(store.get("keys/" + key_id))["kdf"]
-    assert (kdf["algorithm"], kdf["time_cost"], kdf["memory_kib"], kdf["parallelism"]) == ("argon2id", 3, 65536, 2)
+    assert kdf["algorithm"] == "argon2id"
+    assert (kdf["time_cost"], kdf["memory_kib"], kdf["parallelism"]) == (3, 65536, 2)
     assert open_master_key(store, "pw") == (MASTER, key_id)
 
 
@@ -298,7 +299,9 @@ def test_damaged_file_does_not_stop_another_key(store, clock):
     store.put("keys/" + bad, b"garbage")
     warnings: list[str] = []
     assert open_master_key(store, "pw", warnings=warnings) == (MASTER, good)
-    assert warnings == [f"key file keys/{bad[:12]}… is damaged or was tampered with (its content does not match its name)"]
+    assert warnings == [
+        f"key file keys/{bad[:12]}… is damaged or was tampered with (its content does not match its name)"
+    ]
     assert open_master_key(store, "pw") == (MASTER, good)  # warnings are optional
 
 
@@ -421,6 +424,13 @@ def test_remove_refuses_when_only_damaged_keys_would_remain(store, clock):
     store.put("keys/" + "e" * 64, b"damaged")
     with pytest.raises(UsageError, match="last intact key"):
         remove_key(store, good, current_key_id="e" * 64)
+
+
+def test_odd_named_damaged_file_removed_by_exact_name(store, clock):
+    current = _add(store, "pw", clock)
+    store.put("keys/README", b"hello")
+    assert remove_key(store, "README", current_key_id=current) == "README"
+    assert _names(store) == ["keys/" + current]
 
 
 def test_damaged_key_can_be_removed(store, clock):

@@ -9,6 +9,7 @@ from ebas.storage.backends.file import FileStore
 from ebas.storage.backends.memory import MemoryStore
 from ebas.storage.stack import build_stack
 from ebas.storage.testing.conformance import StoreConformance
+from ebas.storage.wrappers.base import StoreWrapper
 from ebas.storage.wrappers.faulty import FaultyStore
 from ebas.storage.wrappers.readonly import AppendOnlyStore
 from ebas.storage.wrappers.retry import RetryingStore
@@ -29,6 +30,7 @@ FACTORIES = {
     "memory": lambda tmp, ns: lambda: MemoryStore(ns),
     "file": lambda tmp, ns: lambda: FileStore(tmp / "repo"),
     "retry-flaky-file": lambda tmp, ns: lambda: flaky_file(tmp / "repo"),
+    "passthrough-memory": lambda tmp, ns: lambda: StoreWrapper(MemoryStore(ns)),
     "append-only-memory": lambda tmp, ns: lambda: AppendOnlyStore(MemoryStore(ns)),
     "stack-file": lambda tmp, ns: lambda: build_stack(FileStore(tmp / "repo", fsync=False),
                                                       clock=FakeClock(), entropy=FakeEntropy()),

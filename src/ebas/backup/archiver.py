@@ -39,6 +39,7 @@ class BackupOptions:
     tags: list[str] = field(default_factory=list)
     host: str = ""
     excludes: list[str] = field(default_factory=list)
+    exclude_files: list[str] = field(default_factory=list)
     one_file_system: bool = False
     stdin_filename: str = ""  # set for --stdin backups
     workers: int = 2
@@ -99,7 +100,7 @@ class Archiver:
         self.progress = progress
         self.host = options.host or socket.gethostname()
         self.owners = OwnerNames()
-        self.excludes = ExcludeMatcher(options.excludes)
+        self.excludes = ExcludeMatcher.from_files(options.excludes, options.exclude_files)
         self.stats = BackupStats()
         self.errors: list[str] = []
         self.warnings: list[str] = []

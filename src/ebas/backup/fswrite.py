@@ -119,10 +119,8 @@ class TargetDir:
                 if stat.S_ISDIR(st.st_mode):
                     raise RestoreError(f"cannot {what} {self.where(name)}: a directory is in the way")
                 os.unlink(name, dir_fd=self.fd)
-        except OSError as exc:
-            raise RestoreError(f"cannot {what} {self.where(name)}: {exc.strerror or exc}") from exc
-        except ValueError as exc:  # e.g. NUL in a symlink target
-            raise RestoreError(f"cannot {what} {self.where(name)}: {exc}") from exc
+        except (OSError, ValueError) as exc:  # ValueError: e.g. NUL in a symlink target
+            raise RestoreError(f"cannot {what} {self.where(name)}: {getattr(exc, 'strerror', None) or exc}") from exc
         raise RestoreError(f"cannot {what} {self.where(name)}: it keeps being re-created")
 
     # --------------------------------------------------------------- operations
@@ -162,8 +160,7 @@ class TargetDir:
             check_component(comp)
         if self.root.fd < 0:
             raise RestoreError(f"cannot link {self.where(name)}: the restore root is closed")
-        opened: list[TargetDir] = []
-        parent = self.root
+        parent, opened = self.root, []
         try:
             for comp in existing[:-1]:
                 parent = parent._open_dir(comp, create=False)
@@ -175,11 +172,8 @@ class TargetDir:
             dst = self._lstat(name)
             if dst is not None and (dst.st_dev, dst.st_ino) == (sst.st_dev, sst.st_ino):
                 return
-            self._make(
-                name,
-                "create hard link",
-                lambda: os.link(src, name, src_dir_fd=parent.fd, dst_dir_fd=self.fd, follow_symlinks=False),
-            )
+            self._make(name, "create hard link", lambda: os.link(
+                src, name, src_dir_fd=parent.fd, dst_dir_fd=self.fd, follow_symlinks=False))
         finally:
             for d in opened:
                 d.close()

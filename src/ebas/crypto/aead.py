@@ -48,12 +48,7 @@ class Aead:
         nonce = self._entropy.token_bytes(NONCE_LEN)
         if len(nonce) != NONCE_LEN:
             raise UsageError(f"entropy returned {len(nonce)} bytes for a {NONCE_LEN}-byte nonce")
-        plain = memoryview(plaintext).cast("B")
-        # encrypt_into avoids one large copy (measured ~2x faster at 1 MiB).
-        out = bytearray(NONCE_LEN + plain.nbytes + TAG_LEN)
-        out[:NONCE_LEN] = nonce
-        self._cipher.encrypt_into(nonce, plain, bytes(aad), memoryview(out)[NONCE_LEN:])
-        return bytes(out)
+        return nonce + self._cipher.encrypt(nonce, memoryview(plaintext).cast("B"), bytes(aad))
 
     def open(self, data: Buffer, aad: Buffer = b"") -> bytes:
         """Verify and decrypt what :meth:`seal` produced; ``IntegrityError`` on any failure."""

@@ -121,7 +121,8 @@ class KdfParams:
             raise KeyFileError(f"unknown KDF algorithm {algorithm!r}")
         expected = {"algorithm", "salt", *_FIELDS[algorithm]}
         if set(data) != expected:
-            raise KeyFileError(f"KDF parameters for {algorithm} must have exactly the fields {sorted(expected)}")
+            fields = ", ".join(sorted(expected))
+            raise KeyFileError(f"KDF parameters for {algorithm} must have exactly the fields {fields}")
         salt_text = data["salt"]
         if not isinstance(salt_text, str):
             raise KeyFileError("KDF salt is not a base64 string")

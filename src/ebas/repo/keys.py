@@ -71,7 +71,8 @@ class MasterKey:
         return IdHasher(self.id_key)
 
     def _to_plaintext(self) -> bytes:
-        return json.dumps({"enc_key": _b64(self.enc_key), "id_key": _b64(self.id_key)}, sort_keys=True).encode()
+        doc = {"enc_key": _b64(self.enc_key), "id_key": _b64(self.id_key)}
+        return json.dumps(doc, sort_keys=True).encode()
 
     @classmethod
     def _from_plaintext(cls, data: bytes) -> "MasterKey":
@@ -180,7 +181,7 @@ def open_master_key(
     """Return ``(master key, key id)`` from the first intact key file ``password`` opens.
 
     Key files are tried in name order. Damaged files (bytes not hashing to the name,
-    malformed JSON or fields) are skipped and described in ``warnings`` if a list is
+    malformed JSON or fields, not in canonical form) are skipped and described in ``warnings`` if a list is
     given. Raises ``KeyFileError`` if there are no key files, or if none opens and some
     are damaged (the user's key may be among them); ``WrongPassword`` if none opens and
     all are intact.
@@ -229,9 +230,13 @@ def resolve_key_id(store: Store, prefix: str) -> str:
     if not wanted:
         raise UsageError("empty key id")
     ids = [n[len(KEYS_PREFIX) :] for n in _key_names(store)]
+    if prefix in ids:  # exact name, including odd (damaged) names that are not hex
+        return prefix
     matches = [i for i in ids if i.startswith(wanted)]
     if not matches:
-        raise UsageError(f"no key file has an id starting with {prefix!r}", hint="list keys with 'ebas key list'")
+        raise UsageError(
+            f"no key file has an id starting with {prefix!r}", hint="list keys with 'ebas key list'"
+        )
     if len(matches) > 1:
         raise UsageError(
             f"key id {prefix!r} is ambiguous: it matches {', '.join(_short(m) for m in matches)}",
@@ -244,7 +249,8 @@ def remove_key(store: Store, key_id: str, *, current_key_id: str) -> str:
     """Delete the key file ``key_id`` (a unique prefix is enough); return its full id.
 
     Refuses (``UsageError``) to remove the key this session opened the repository with,
-    or the last intact key file. A damaged key file may always be removed.
+    or the last intact key file. A damaged key file may be removed (while an intact
+    key remains); it is named by its file name under ``keys/``.
     """
     target = resolve_key_id(store, key_id)
     others = [i for i in list_keys(store) if i.id != target and i.problem is None]
@@ -283,7 +289,8 @@ def change_password(
     if not store.exists(KEYS_PREFIX + current_key_id):
         raise UsageError(f"key {_short(current_key_id)} is not in this repository")
     new_id = add_key(
-        store, master, new_password, entropy=entropy, clock=clock, hostname=hostname, username=username, kdf=kdf
+        store, master, new_password,
+        entropy=entropy, clock=clock, hostname=hostname, username=username, kdf=kdf,
     )
     opened = _try_open(_load(store, KEYS_PREFIX + new_id), _password(new_password))
     if opened != master:
@@ -341,7 +348,8 @@ def _load(store: Store, name: str) -> _KeyFile:
     if not isinstance(doc, dict) or set(doc) != _FIELDS:
         raise _damaged(name, "unexpected or missing fields")
     if type(doc["version"]) is not int or doc["version"] != KEY_FILE_VERSION:
-        raise _damaged(name, f"unknown key file version {doc['version']!r}; this ebas knows {KEY_FILE_VERSION}")
+        why = f"unknown key file version {doc['version']!r}; this ebas knows {KEY_FILE_VERSION}"
+        raise _damaged(name, why)
     created, hostname, username = doc["created"], doc["hostname"], doc["username"]
     if type(created) is not int or created < 0:
         raise _damaged(name, "bad 'created' time")

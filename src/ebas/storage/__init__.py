@@ -10,6 +10,7 @@ from ebas.storage.base import (
     check_name,
 )
 from ebas.storage.registry import open_store
+from ebas.storage.stack import build_stack
 
 __all__ = [
     "Capabilities",
@@ -18,6 +19,7 @@ __all__ = [
     "PartInfo",
     "PendingUpload",
     "Store",
+    "build_stack",
     "check_name",
     "open_store",
 ]

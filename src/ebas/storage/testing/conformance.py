@@ -208,6 +208,8 @@ class StoreConformance:
         assert store.get("s/obj") == b"part one, part two"
         assert names_of(store) == {"s/obj"}
         w.commit()  # idempotent
+        with pytest.raises((UsageError, ValueError)):
+            w.write(b"after commit")
 
     def test_stream_abort_leaves_nothing(self, store):
         w = store.open_write("s/obj")
@@ -261,13 +263,16 @@ class StoreConformance:
         uid = store.begin_upload("big/obj")
         sent = {n: store.upload_part(uid, n, parts[n]) for n in (3, 1)}
         assert not store.exists("big/obj") and names_of(store) == set()
-        other = make_store()  # "another process"
+        other = make_store()  # "another process" finds the upload and sends what is missing
         assert PendingUpload("big/obj", uid) in other.uploads()
         assert [(p.number, p.size) for p in other.parts(uid)] == [(1, size), (3, size // 2)]
         for p in other.parts(uid):
             assert p.etag in ("", sent[p.number].etag)
         other.upload_part(uid, 2, parts[2])
-        other.complete(uid)
+        third = make_store()  # and a third one completes it
+        assert [p.number for p in third.parts(uid)] == [1, 2, 3]
+        assert not third.exists("big/obj")
+        third.complete(uid)
         assert store.get("big/obj") == parts[1] + parts[2] + parts[3]
         assert store.uploads() == [] and names_of(store) == {"big/obj"}
         with pytest.raises(ObjectNotFound):

@@ -1,0 +1,1 @@
+"""Layer 4: the thin ``ebas`` command line over :mod:`ebas.api`."""

@@ -1,0 +1,105 @@
+"""``ebas init`` and ``ebas backup``."""
+
+from __future__ import annotations
+
+import click
+
+from ebas.cli.app import get_env, json_option
+from ebas.cli.render import human_size
+from ebas.errors import EXIT_PARTIAL, UsageError
+
+
+@click.command("init")
+@click.option("--chunker-min", type=int, help="minimum chunk size in bytes")
+@click.option("--chunker-avg", type=int, help="average chunk size in bytes")
+@click.option("--chunker-max", type=int, help="maximum chunk size in bytes")
+@click.option("--pack-size", type=int, help="target pack size in MiB (default 16)")
+@click.option("--no-compression", is_flag=True, help="store blobs without zstd")
+@click.option("--kdf", type=click.Choice(["argon2id", "scrypt"]), default="argon2id", show_default=True)
+@json_option
+@click.pass_context
+def init_cmd(ctx, chunker_min, chunker_avg, chunker_max, pack_size, no_compression, kdf):
+    """Create a new repository."""
+    from dataclasses import replace
+
+    from ebas.api import init_repository
+    from ebas.chunking.params import ChunkerParams
+    from ebas.crypto.kdf import KdfParams
+    from ebas.repo.config import DEFAULT_PACK_SIZE
+    from ebas.runtime import SYSTEM_ENTROPY
+
+    env = get_env(ctx)
+    url = env.url()
+    params = ChunkerParams()
+    sizes = {k: v for k, v in (("min_size", chunker_min), ("avg_size", chunker_avg), ("max_size", chunker_max)) if v}
+    if sizes:
+        params = replace(params, **sizes)
+    password = env.password("new repository password", confirm=True)
+    if not password:
+        raise UsageError("refusing an empty password")
+    repo = init_repository(url, password, chunker=params,
+                           pack_size=(pack_size << 20) if pack_size else DEFAULT_PACK_SIZE,
+                           compression="none" if no_compression else "zstd",
+                           kdf=KdfParams.new(SYSTEM_ENTROPY, kdf))
+    env.emit({"repository": url, "id": repo.config.repo_id, "key_id": repo.key_id,
+              "chunker": repo.config.chunker.to_dict(), "pack_size": repo.config.pack_size},
+             f"created ebas repository {repo.config.repo_id[:10]} at {url}\n"
+             "keep the password safe: without it the data cannot be recovered")
+
+
+@click.command("backup")
+@click.argument("paths", nargs=-1, type=click.Path())
+@click.option("--level", type=click.Choice(["full", "differential", "incremental"]), default="incremental",
+              show_default=True, help="how much of the source is re-read (the first backup is always full)")
+@click.option("--tag", "tags", multiple=True, help="tag the snapshot (repeatable)")
+@click.option("--host", help="host name to record (default: this machine)")
+@click.option("--exclude", "excludes", multiple=True, metavar="GLOB", help="exclude matching paths (repeatable)")
+@click.option("--exclude-file", "exclude_files", multiple=True, metavar="FILE", help="read exclude patterns from FILE")
+@click.option("-x", "--one-file-system", is_flag=True, help="do not cross file system boundaries")
+@click.option("--stdin", "use_stdin", is_flag=True, help="back up standard input as one file")
+@click.option("--stdin-filename", default="stdin", show_default=True, help="file name for --stdin")
+@click.option("--time", "time_iso", metavar="ISO8601", help="record this snapshot time instead of now")
+@json_option
+@click.pass_context
+def backup_cmd(ctx, paths, level, tags, host, excludes, exclude_files, one_file_system, use_stdin,
+               stdin_filename, time_iso):
+    """Back up PATHS (or standard input) into the repository."""
+    from ebas.backup.archiver import Archiver, BackupOptions
+
+    env = get_env(ctx)
+    if use_stdin and paths:
+        raise UsageError("give either paths or --stdin, not both")
+    if not use_stdin and not paths:
+        raise UsageError("nothing to back up: give at least one path (or --stdin)")
+    time_ns = None
+    if time_iso:
+        from datetime import datetime
+
+        try:
+            time_ns = int(datetime.fromisoformat(time_iso).timestamp() * 1e9)
+        except ValueError as exc:
+            raise UsageError(f"--time: {exc}") from exc
+    repo = env.open_repo()
+    opts = BackupOptions(paths=list(paths), level=level, tags=list(tags), host=host or "", excludes=list(excludes),
+                         exclude_files=list(exclude_files),
+                         one_file_system=one_file_system, stdin_filename=stdin_filename if use_stdin else "",
+                         time_ns=time_ns)
+    result = Archiver(repo, opts).run()
+    s = result.snapshot
+    st = s.stats
+    for e in result.errors:
+        env.note(f"error: {e}")
+    text = (f"snapshot {s.id[:8]} saved ({s.level}{', PARTIAL' if s.partial else ''})\n"
+            f"files: {st['files']} ({st['files_new']} new, {st['files_changed']} changed, "
+            f"{st['files_unmodified']} unmodified), dirs: {st['dirs']}\n"
+            f"processed {human_size(st['bytes_logical'])}, read {human_size(st['bytes_read'])}, "
+            f"added {human_size(st['bytes_stored_added'])} to the repository in {st['duration_s']:.2f}s")
+    env.emit(result.to_json(), text)
+    if s.partial:
+        ctx.exit(EXIT_PARTIAL)
+
+
+def register(cli: click.Group) -> None:
+    """Attach this module's commands."""
+    cli.add_command(init_cmd)
+    cli.add_command(backup_cmd)

@@ -1,0 +1,67 @@
+"""``ebas check``, ``ebas repair index`` and ``ebas unlock``."""
+
+from __future__ import annotations
+
+import click
+
+from ebas.cli.app import get_env, json_option
+from ebas.errors import EXIT_INTEGRITY
+
+
+@click.command("check")
+@click.option("--read-data", is_flag=True, help="also read every pack and verify every blob")
+@json_option
+@click.pass_context
+def check_cmd(ctx, read_data):
+    """Verify the repository's structure (and with --read-data, all data)."""
+    from ebas.verify.check import check_repository
+
+    env = get_env(ctx)
+    repo = env.open_repo()
+    report = check_repository(repo, read_data=read_data)
+    lines = [f"{p.kind}: {p.message}" + (f"\n  hint: {p.hint}" if p.hint else "") for p in report.problems]
+    lines.append("no errors were found" if report.ok else f"{len(report.errors)} error(s) found")
+    env.emit(report.to_json(), "\n".join(lines))
+    if not report.ok:
+        ctx.exit(EXIT_INTEGRITY)
+
+
+@click.group("repair")
+def repair_group():
+    """Repair damaged repository structures."""
+
+
+@repair_group.command("index")
+@json_option
+@click.pass_context
+def repair_index_cmd(ctx):
+    """Rebuild the index (dedup table) from the pack headers."""
+    from ebas.repo.repair import rebuild_index
+
+    env = get_env(ctx)
+    repo = env.open_repo()
+    report = rebuild_index(repo)
+    env.emit(report.to_json(), report.summary())
+
+
+@click.command("unlock")
+@json_option
+@click.pass_context
+def unlock_cmd(ctx):
+    """Remove stale locks (never a live one)."""
+    env = get_env(ctx)
+    repo = env.open_repo()
+    mgr = repo.locks(heartbeat=None)
+    removed = mgr.remove_stale()
+    live = [lk for lk in mgr.list()]
+    now = repo.clock.now_ns()
+    text = "\n".join([f"removed stale {lk.describe(now)}" for lk in removed]
+                     + [f"kept live {lk.describe(now)}" for lk in live]) or "no locks"
+    env.emit({"removed": [lk.__dict__ for lk in removed], "live": [lk.__dict__ for lk in live]}, text)
+
+
+def register(cli: click.Group) -> None:
+    """Attach this module's commands."""
+    cli.add_command(check_cmd)
+    cli.add_command(repair_group)
+    cli.add_command(unlock_cmd)

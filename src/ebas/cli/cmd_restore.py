@@ -1,0 +1,70 @@
+"""``ebas restore`` and ``ebas dump``."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from ebas.cli.app import get_env, json_option
+from ebas.cli.render import human_size
+
+
+def snapshot_filters(f):
+    """``--host``, ``--tag`` and ``--path`` narrowing ``latest`` (as in restic)."""
+    f = click.option("--path", "filter_path", help="only snapshots of this source path")(f)
+    f = click.option("--tag", "filter_tags", multiple=True, help="only snapshots with this tag")(f)
+    f = click.option("--host", "filter_host", help="only snapshots of this host")(f)
+    return f
+
+
+def find(repo, ref, filter_host, filter_tags, filter_path):
+    """Resolve a snapshot reference with the filters."""
+    return repo.find_snapshot(ref, host=filter_host, tags=list(filter_tags) or None, path=filter_path)
+
+
+@click.command("restore")
+@click.argument("snapshot")
+@click.option("-t", "--target", required=True, type=click.Path(), help="directory to restore into")
+@click.option("-i", "--include", "includes", multiple=True, metavar="PATH", help="restore only PATH (repeatable)")
+@click.option("--no-owner", is_flag=True, help="do not restore file ownership")
+@snapshot_filters
+@json_option
+@click.pass_context
+def restore_cmd(ctx, snapshot, target, includes, no_owner, filter_host, filter_tags, filter_path):
+    """Restore SNAPSHOT (an id prefix or 'latest') into --target."""
+    from ebas.backup.restorer import Restorer
+
+    env = get_env(ctx)
+    repo = env.open_repo()
+    snap = find(repo, snapshot, filter_host, filter_tags, filter_path)
+    result = Restorer(repo, snap, target, includes=list(includes), restore_owner=False if no_owner else None).run()
+    for w in result.warnings:
+        env.note(f"warning: {w}")
+    out = result.to_json()
+    out["snapshot_id"] = snap.id
+    env.emit(out, f"restored snapshot {snap.id[:8]} to {target}: {result.files} files, {result.dirs} dirs, "
+                  f"{human_size(result.bytes)}")
+
+
+@click.command("dump")
+@click.argument("snapshot")
+@click.argument("path")
+@snapshot_filters
+@click.pass_context
+def dump_cmd(ctx, snapshot, path, filter_host, filter_tags, filter_path):
+    """Write PATH of SNAPSHOT to standard output (a directory as a tar stream)."""
+    from ebas.backup.dump import dump
+
+    env = get_env(ctx)
+    repo = env.open_repo()
+    snap = find(repo, snapshot, filter_host, filter_tags, filter_path)
+    out = sys.stdout.buffer
+    dump(repo, snap, path, out)
+    out.flush()
+
+
+def register(cli: click.Group) -> None:
+    """Attach this module's commands."""
+    cli.add_command(restore_cmd)
+    cli.add_command(dump_cmd)
