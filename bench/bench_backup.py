@@ -380,6 +380,8 @@ def table(doc: dict) -> str:
             ("peak RSS tiny backup MiB", lambda t: fmt(t.get("tiny_backup_peak_rss_kb") and t["tiny_backup_peak_rss_kb"] / 1024, "", 0)),
             ("chunks in repository", lambda t: fmt(t.get("chunks"))),
             ("RAM bytes/chunk (est.)", lambda t: fmt(t.get("ram_bytes_per_chunk_est"), "", 0)),
+            ("dedup table bytes/chunk (reported)",
+             lambda t: fmt((t.get("tool_stats") or {}).get("dedup_bytes_per_blob"), "", 1)),
         ]
         ratio_of = {"full backup MB/s": "full_MB_per_s", "incremental MB/s (median)": "incremental_MB_per_s",
                     "restore latest MB/s": "restore_MB_per_s", "unchanged-tree files/s": "unchanged_files_per_s",

@@ -184,6 +184,7 @@ class Ebas(Tool):
         return [*self.ebas_cmd, "--repo", str(self.repo), *args]
 
     def init(self) -> None:
+        self.repo.parent.mkdir(parents=True, exist_ok=True)
         args = ["init"]
         for k, v in (self.chunker or {}).items():
             args += [f"--chunker-{k}", str(v)]
@@ -238,6 +239,7 @@ class Restic(Tool):
         return [self.restic_bin, "-r", str(self.repo), *args]
 
     def init(self) -> None:
+        self.repo.parent.mkdir(parents=True, exist_ok=True)
         self._run(self._cmd("init"))
 
     def backup(self, src: str | os.PathLike) -> dict:
@@ -286,6 +288,7 @@ class Borg(Tool):
         } | self.extra_env
 
     def init(self) -> None:
+        self.repo.parent.mkdir(parents=True, exist_ok=True)
         self._run([self.borg_bin, "init", "--encryption", "repokey-blake2", str(self.repo)])
 
     def backup(self, src: str | os.PathLike) -> dict:

@@ -24,9 +24,7 @@ def init_cmd(ctx, chunker_min, chunker_avg, chunker_max, pack_size, no_compressi
 
     from ebas.api import init_repository
     from ebas.chunking.params import ChunkerParams
-    from ebas.crypto.kdf import KdfParams
     from ebas.repo.config import DEFAULT_PACK_SIZE
-    from ebas.runtime import SYSTEM_ENTROPY
 
     env = get_env(ctx)
     url = env.url()
@@ -40,11 +38,23 @@ def init_cmd(ctx, chunker_min, chunker_avg, chunker_max, pack_size, no_compressi
     repo = init_repository(url, password, chunker=params,
                            pack_size=(pack_size << 20) if pack_size else DEFAULT_PACK_SIZE,
                            compression="none" if no_compression else "zstd",
-                           kdf=KdfParams.new(SYSTEM_ENTROPY, kdf))
+                           kdf=_kdf_params(kdf))
     env.emit({"repository": url, "id": repo.config.repo_id, "key_id": repo.key_id,
               "chunker": repo.config.chunker.to_dict(), "pack_size": repo.config.pack_size},
              f"created ebas repository {repo.config.repo_id[:10]} at {url}\n"
              "keep the password safe: without it the data cannot be recovered")
+
+
+def _kdf_params(algorithm: str):
+    """Production KDF parameters; tiny ones when EBAS_TEST_FAST_KDF is set (test suites only)."""
+    import os
+
+    from ebas.crypto.kdf import KdfParams
+    from ebas.runtime import SYSTEM_ENTROPY
+
+    if os.environ.get("EBAS_TEST_FAST_KDF"):
+        return KdfParams.fast_for_tests(SYSTEM_ENTROPY, algorithm)
+    return KdfParams.new(SYSTEM_ENTROPY, algorithm)
 
 
 @click.command("backup")

@@ -1,0 +1,1 @@
+"""Layer 3: repository verification (structure and data checks) and its reports."""
