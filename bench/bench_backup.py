@@ -230,7 +230,8 @@ def bench_dataset(kind: str, args, tool_names: list[str]) -> dict:
         tiny_res = r.guard("tiny backup", lambda t=scratch: (t.init(), t.backup(tiny))[1])
         res["tiny_backup_peak_rss_kb"] = tiny_res["peak_rss_kb"] if tiny_res else None
         full_rss = res["full_backup"].get("peak_rss_kb")
-        if tiny_res and full_rss and res.get("chunks"):
+        if tiny_res and full_rss and res.get("chunks") and full_rss > tiny_res["peak_rss_kb"]:
+            # an upper bound: everything the full backup needed beyond a near-empty one, per chunk
             res["ram_bytes_per_chunk_est"] = (full_rss - tiny_res["peak_rss_kb"]) * 1024 / res["chunks"]
         res["error"] = r.error
     shutil.rmtree(wd / "scratch", ignore_errors=True)

@@ -117,10 +117,12 @@ class Archiver:
         try:
             with self.repo.session() as session:
                 session.adopt_unindexed_packs()
-                self.reader = FileReader(self.repo, session, self.repo.config.chunker)
                 self.session = session
-                with ThreadPoolExecutor(max(1, self.opts.workers), thread_name_prefix="ebas-read") as pool:
+                workers = max(1, self.opts.workers)
+                with ThreadPoolExecutor(workers, thread_name_prefix="ebas-read") as pool, \
+                        ThreadPoolExecutor(workers, thread_name_prefix="ebas-blob") as blob_pool:
                     self.pool = pool
+                    self.reader = FileReader(self.repo, session, self.repo.config.chunker, blob_pool)
                     if self.opts.stdin_filename:
                         root = self._stdin_root()
                     else:
@@ -274,6 +276,8 @@ class Archiver:
                 n = n.result()
             if n is not None:
                 done.append(n)
+        if prev_tree and len(done) == len(prev) and all(n == prev.get(n.name) for n in done):
+            return prev_tree  # identical entries encode to the identical tree blob: skip the work
         return self._store_tree(done)
 
     def _verify_reused(self, nodes: list, reused: list[tuple[int, Node, bytes]]) -> None:

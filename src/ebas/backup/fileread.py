@@ -10,6 +10,8 @@ restored as holes. A file that changes while it is read is read again (up to
 from __future__ import annotations
 
 import os
+from collections import deque
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 
 from ebas.backup.fsmeta import data_extents, looks_sparse, open_source_file, show_path
@@ -19,6 +21,8 @@ from ebas.repo.pack import KIND_DATA
 from ebas.repo.tree import Node
 
 RETRIES = 2
+BATCH = 4 * 1024 * 1024
+MAX_PENDING = 4
 
 
 @dataclass
@@ -32,24 +36,49 @@ class ReadInfo:
 class FileReader:
     """Turns files and streams into data blobs through a write session."""
 
-    def __init__(self, repo, session, params):
+    def __init__(self, repo, session, params, pool: Executor | None = None):
         self.repo = repo
         self.session = session
         self.params = params
         self.chunker = Chunker(params)
+        self.pool = pool
 
     def _store_chunks(self, read, block_size: int) -> tuple[bytes, int, int]:
-        """Chunk a stream and store each chunk; returns (ids, total bytes, chunk count)."""
+        """Chunk a stream and store each chunk; returns (ids, total bytes, chunk count).
+
+        Chunks are stored in batches of ``BATCH`` bytes; a file larger than one batch has
+        its batches hashed, compressed and encrypted in parallel on ``self.pool`` (zstd
+        and BLAKE3 release the GIL), while this thread keeps reading and cutting.
+        """
         ids = bytearray()
         total = 0
         count = 0
-        put = self.session.put_blob
+        batch: list = []
+        size = 0
+        pending: deque = deque()
         for chunk in self.chunker.chunks(read, block_size):
-            bid, _ = put(KIND_DATA, chunk)
-            ids += bid
-            total += len(chunk)
+            batch.append(chunk)
+            size += len(chunk)
             count += 1
+            if size >= BATCH:
+                total += size
+                if self.pool is None:
+                    ids += self._put_batch(batch)
+                else:
+                    pending.append(self.pool.submit(self._put_batch, batch))
+                    while len(pending) > MAX_PENDING:
+                        ids += pending.popleft().result()
+                batch, size = [], 0
+        while pending:
+            ids += pending.popleft().result()
+        if batch:
+            total += size
+            ids += self._put_batch(batch)
         return bytes(ids), total, count
+
+    def _put_batch(self, chunks: list) -> bytes:
+        put = self.session.put_blob
+        return b"".join(put(KIND_DATA, c)[0] for c in chunks)
 
     def read_stream(self, node: Node, read) -> ReadInfo:
         """Store a whole stream (e.g. stdin) as the content of ``node``."""

@@ -54,9 +54,12 @@ class Env:
 
     def open_repo(self):
         """Open the repository (config, key) or raise a clear error."""
-        from ebas.api import open_repository
+        from ebas.repo.repository import Repository
+        from ebas.storage.registry import open_store
 
-        repo = open_repository(self.url(), self.password())
+        url = self.url()
+        password = self.password()
+        repo = Repository.open(open_store(url), password)
         for w in repo.key_warnings:
             self.note(f"warning: {w}")
         return repo

@@ -25,8 +25,6 @@ from ebas.repo import keys as keyfiles
 from ebas.repo import snapshots as snaps
 from ebas.repo.blobcodec import BlobCodec
 from ebas.repo.config import CONFIG_NAME, DEFAULT_PACK_SIZE, RepoConfig
-from ebas.repo.dedup import DedupTable
-from ebas.repo.index import IndexSegment, check_segment_name
 from ebas.repo.locks import LockManager
 from ebas.repo.pack import pack_id_from_name, pack_name
 from ebas.repo.tree import Node, decode_tree
@@ -38,7 +36,7 @@ from ebas.storage.base import Store
 class IndexState:
     """The loaded dedup table and what was wrong with the index while loading it."""
 
-    table: DedupTable
+    table: "DedupTable"  # noqa: F821 - imported lazily (numpy) to keep CLI start-up fast
     segments: list[str] = field(default_factory=list)
     damaged: list[tuple[str, str]] = field(default_factory=list)
 
@@ -126,6 +124,9 @@ class Repository:
     def load_index(self) -> IndexState:
         """Read every index segment. Damaged segments are recorded, not fatal here;
         writers call :meth:`require_healthy_index` before trusting the table."""
+        from ebas.repo.dedup import DedupTable
+        from ebas.repo.index import IndexSegment, check_segment_name
+
         state = IndexState(DedupTable())
         segments = []
         superseded: set[str] = set()

@@ -1,0 +1,442 @@
+"""``check_repository``: find every inconsistency or damage in a repository, read-only.
+
+Two depths (docs: DESIGN.md, "Verification and repair"):
+
+* **structure** (default) reads only small objects: the config, every index segment,
+  every snapshot and every tree reachable from a snapshot, plus one listing of
+  ``data/``. It proves that every tree resolves, that every data blob a file needs is
+  in the index, and that every pack the index names exists with exactly the size its
+  entries imply (so a missing or truncated pack is found without reading it). Packs
+  that exist but are not indexed are *warnings*: their headers are read so that data a
+  snapshot needs but the index lost is reported as "run 'ebas repair index'".
+* **read_data** additionally reads every pack whole, one at a time (memory: one pack):
+  its BLAKE3 must equal its name, its header must parse and agree with the index, and
+  every blob must decrypt, decompress and hash to its id.
+
+Damage is attributed: each problem names the object (pack / blob / tree id prefixes,
+snapshot ids) and, where a snapshot needs the damaged data, which snapshots and example
+paths are affected. Every tree is read once however many snapshots share it. The check
+writes nothing and takes no lock. Memory: the index entries (52 bytes per blob) plus
+one set of issue keys per distinct tree.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from ebas.crypto.aead import OVERHEAD
+from ebas.crypto.ids import pack_id as hash_pack
+from ebas.errors import EbasError, IntegrityError, InvalidRange, ObjectNotFound
+from ebas.repo.dedup import DedupTable
+from ebas.repo.index import IndexSegment, check_segment_name
+from ebas.repo.pack import ENTRY, HEAD, TRAILER, pack_id_from_name, pack_name, parse_pack, read_pack_header
+from ebas.repo.tree import DIR, FILE, ID_LEN, decode_tree
+
+Progress = Callable[[str, int, int], None]
+"""``progress(phase, done, total)``; phases: ``index``, ``packs``, ``read``, ``snapshots``."""
+
+WARNING_KINDS = frozenset({"unindexed-pack", "unindexed-pack-damaged", "leftover-upload", "foreign-object"})
+DAMAGE = (IntegrityError, ObjectNotFound, InvalidRange)
+
+HINT_REPAIR = "run 'ebas repair index' to rebuild the index from pack headers"
+HINT_LOST = ("copy the damaged object from a replica if one has it (a pack is proved by its name); otherwise "
+             "run 'ebas repair index' so the next backup stores the affected files again")
+HINT_SNAPSHOT = "copy this snapshot object from a replica, or delete it: it cannot be restored"
+HINT_UNINDEXED = "unindexed pack: will be adopted by the next backup or removed by prune"
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One finding: ``kind`` (stable, machine-readable), the ``object`` it concerns
+    (a store name or a path), a ``message`` naming the damage and a ``hint`` saying what
+    to do. Kinds in :data:`WARNING_KINDS` are warnings; every other kind is an error."""
+
+    kind: str
+    object: str
+    message: str
+    hint: str = ""
+
+    @property
+    def severity(self) -> str:
+        """``"warning"`` or ``"error"``."""
+        return "warning" if self.kind in WARNING_KINDS else "error"
+
+    def to_json(self) -> dict:
+        """JSON-able form, with the severity."""
+        return {**asdict(self), "severity": self.severity}
+
+
+@dataclass
+class CheckReport:
+    """What a check looked at and found. ``ok`` is True when no *error* was found."""
+
+    read_data: bool = False
+    problems: list[Problem] = field(default_factory=list)
+    snapshots: int = 0  # readable snapshots
+    trees: int = 0  # distinct trees visited
+    files: int = 0  # file entries in those trees
+    blobs: int = 0  # data blob references in those trees
+    index_segments: int = 0  # readable, in-use index segments
+    packs: int = 0  # pack objects in the store
+    packs_read: int = 0
+    bytes_read: int = 0
+    duration_s: float = 0.0
+
+    @property
+    def errors(self) -> list[Problem]:
+        """Problems that mean data is, or may become, unrestorable."""
+        return [p for p in self.problems if p.severity == "error"]
+
+    @property
+    def warnings(self) -> list[Problem]:
+        """Problems that need no action now (unindexed packs, leftover uploads)."""
+        return [p for p in self.problems if p.severity == "warning"]
+
+    @property
+    def ok(self) -> bool:
+        """True if the check found no error (warnings allowed)."""
+        return not self.errors
+
+    def to_json(self) -> dict:
+        """Machine-readable report (``ebas check --json``)."""
+        d = {k: v for k, v in asdict(self).items() if k != "problems"}
+        d.update(ok=self.ok, errors=[p.to_json() for p in self.errors],
+                 warnings=[p.to_json() for p in self.warnings])
+        return d
+
+
+@dataclass
+class _Issue:
+    kind: str
+    object: str
+    message: str
+    hint: str
+    snapshots: set = field(default_factory=set)
+    paths: list = field(default_factory=list)
+    refs: int = 0
+    blobs: list = field(default_factory=list)
+    nblobs: int = 0
+
+    def note(self, path: str | None = None, blob: bytes | None = None) -> "_Issue":
+        if path is not None:
+            self.refs += 1
+            if len(self.paths) < 5:
+                self.paths.append(path)
+        if blob is not None:
+            self.nblobs += 1
+            if len(self.blobs) < 5:
+                self.blobs.append(blob.hex()[:16])
+        return self
+
+    def problem(self) -> Problem:
+        msg = self.message
+        if self.nblobs:
+            msg += f"; {self.nblobs} blob(s): {', '.join(self.blobs)}{' ...' if self.nblobs > 5 else ''}"
+        if self.snapshots:
+            sids = sorted(self.snapshots)
+            more = " ..." if len(sids) > 5 else ""
+            msg += f"; affects {len(sids)} snapshot(s): {', '.join(s[:12] for s in sids[:5])}{more}"
+        if self.paths:
+            msg += f"; {self.refs} path(s) damaged, e.g. {', '.join(self.paths)}"
+        return Problem(self.kind, self.object, msg, self.hint)
+
+
+def check_repository(repo, *, read_data: bool = False, progress: Progress | None = None) -> CheckReport:
+    """Check ``repo`` (an open :class:`ebas.repo.repository.Repository`) and return a report.
+
+    Never raises for damage it can attribute: every finding is a :class:`Problem` in the
+    report. Store failures that are not damage (permissions, outages) propagate.
+    """
+    started = time.perf_counter()
+    checker = _Checker(repo, read_data, progress or (lambda phase, done, total: None))
+    checker.run()
+    checker.report.duration_s = round(time.perf_counter() - started, 3)
+    return checker.report
+
+
+class _Checker:
+    def __init__(self, repo, read_data: bool, progress: Progress):
+        self.repo, self.store, self.progress = repo, repo.store, progress
+        self.report = CheckReport(read_data=read_data)
+        self.issues: dict[tuple, _Issue] = {}
+        self.table = DedupTable()  # the index as restore sees it
+        self.orphans = DedupTable()  # blobs of packs present but not indexed
+        self.per_pack: dict[bytes, list[np.ndarray]] = {}
+        self.sizes: dict[bytes, int] = {}
+        self.bad_packs: dict[bytes, int] = {}  # pack -> bytes still readable (0 if missing)
+        self.bad_blobs: dict[bytes, bytes] = {}  # blob -> pack, found corrupt by read_data
+        self.memo: dict[bytes, frozenset] = {}
+
+    def issue(self, key: tuple, kind: str, obj: str, message: str, hint: str) -> _Issue:
+        if key not in self.issues:
+            self.issues[key] = _Issue(kind, obj, message, hint)
+        return self.issues[key]
+
+    def run(self) -> None:
+        try:
+            type(self.repo).read_config(self.store)
+        except EbasError as exc:
+            self.issue(("config",), "config-damaged", "config", f"the repository config is unreadable: "
+                       f"{exc.message}", "restore the 'config' object from a copy of the repository")
+        self._load_index()
+        self._inventory_packs()
+        if self.report.read_data:
+            self._read_packs()
+        self._walk_snapshots()
+        try:
+            for up in self.store.uploads(""):
+                self.issue(("upload", up.upload_id), "leftover-upload", up.name,
+                           f"an unfinished upload of {up.name} (upload {up.upload_id[:12]}) is in the store",
+                           "harmless: its transfer resumes it, or it can be aborted")
+        except (EbasError, NotImplementedError):
+            pass
+        self.report.problems = [i.problem() for i in self.issues.values()]
+
+    # ------------------------------------------------------------------ index
+    def _load_index(self) -> None:
+        healthy, superseded = [], set()
+        infos = list(self.store.list("index/"))
+        for n, info in enumerate(infos):
+            self.progress("index", n, len(infos))
+            try:
+                stored = self.store.get(info.name)
+                check_segment_name(info.name, stored)
+                healthy.append((info.name, IndexSegment.decode(self.repo.aead, stored, info.name)))
+            except ObjectNotFound:
+                continue
+            except IntegrityError as exc:
+                self.issue(("index", info.name), "index-damaged", info.name,
+                           f"index segment {info.name} is damaged: {exc.message}", HINT_REPAIR)
+                continue
+            superseded.update("index/" + s.hex() for s in healthy[-1][1].supersedes)
+        for name, seg in sorted(healthy):
+            if name in superseded:
+                continue
+            self.report.index_segments += 1
+            self.table.add_segment(seg.packs, seg.entries)
+            ents = seg.entries[np.argsort(seg.entries["pack"], kind="stable")]
+            bounds = np.searchsorted(ents["pack"], np.arange(len(seg.packs) + 1))
+            for pno, pid in enumerate(seg.packs):
+                self.per_pack.setdefault(pid, []).append(ents[bounds[pno] : bounds[pno + 1]])
+        self.table.compact()
+
+    def _entries(self, pid: bytes) -> np.ndarray:
+        parts = self.per_pack[pid]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    # ------------------------------------------------------------------ packs
+    def _inventory_packs(self) -> None:
+        for info in self.store.list("data/"):
+            try:
+                pid = pack_id_from_name(info.name)
+            except IntegrityError:
+                pid = None
+            if pid is None or pack_name(pid) != info.name:
+                self.issue(("foreign", info.name), "foreign-object", info.name,
+                           f"{info.name} is not a pack name", "move it out of the repository's data/ folder")
+                continue
+            self.sizes[pid] = info.size
+        self.report.packs = len(self.sizes)
+        for n, pid in enumerate(self.per_pack):
+            self.progress("packs", n, len(self.per_pack))
+            name, short = pack_name(pid), pid.hex()[:16]
+            if pid not in self.sizes:
+                self.bad_packs[pid] = 0
+                self.issue(("pack", pid), "pack-missing", name,
+                           f"pack {short} is in the index but missing from the store ({name})", HINT_LOST)
+                continue
+            ents, size = self._entries(pid), self.sizes[pid]
+            count = len(np.unique(ents["offset"]))
+            end = int((ents["offset"].astype(np.int64) + ents["length"]).max()) if count else 0
+            need = end + OVERHEAD + HEAD.size + ENTRY.size * count + TRAILER.size
+            if size < need:
+                self.bad_packs[pid] = size
+                self.issue(("pack", pid), "pack-truncated", name, f"pack {short} is truncated: {size} bytes "
+                           f"stored, its {count} indexed blobs need {need}", HINT_LOST)
+            elif size > need:
+                self.issue(("pack", pid), "pack-size-mismatch", name, f"pack {short} has {size} bytes but its "
+                           f"{count} indexed blobs account for {need}: corrupt pack or index", HINT_LOST)
+        batch: dict[bytes, list] = {}
+        for pid in sorted(set(self.sizes) - set(self.per_pack)):
+            name = pack_name(pid)
+            try:
+                batch[pid] = read_pack_header(self.store, name, self.repo.aead, size=self.sizes[pid])
+                self.issue(("unindexed", pid), "unindexed-pack", name, f"pack {pid.hex()[:16]} is not in the "
+                           "index", HINT_UNINDEXED)
+            except DAMAGE as exc:
+                self.issue(("unindexed", pid), "unindexed-pack-damaged", name, f"pack {pid.hex()[:16]} is not "
+                           f"in the index and its header is unreadable: {exc}", "prune will remove it")
+            if len(batch) >= 256:
+                seg, batch = IndexSegment.from_packs(batch), {}
+                self.orphans.add_segment(seg.packs, seg.entries)
+        seg = IndexSegment.from_packs(batch)
+        self.orphans.add_segment(seg.packs, seg.entries)
+        self.orphans.compact()
+
+    def _read_packs(self) -> None:
+        names = sorted((pack_name(p), p) for p in self.sizes)
+        for n, (name, pid) in enumerate(names):
+            self.progress("read", n, len(names))
+            try:
+                data = self.store.get(name)
+            except ObjectNotFound:
+                continue  # deleted since the listing (prune): nothing to check
+            self.report.packs_read += 1
+            self.report.bytes_read += len(data)
+            self._check_pack_data(pid, name, memoryview(data))
+
+    def _check_pack_data(self, pid: bytes, name: str, data: memoryview) -> None:
+        short, indexed = pid.hex()[:16], pid in self.per_pack
+        kind = "pack-corrupt" if indexed else "unindexed-pack-damaged"
+        hint = HINT_LOST if indexed else "prune will remove it"
+        bad = self.issues.get(("pack-data", pid))
+        if hash_pack(data) != pid:
+            bad = self.issue(("pack-data", pid), kind, name, f"pack {short} does not hash to its name: its "
+                             "bytes have changed", hint)
+        try:
+            header = {(e.blob_id, e.kind, e.codec, e.offset, e.length, e.raw_length)
+                      for e in parse_pack(self.repo.aead, data)}
+        except DAMAGE as exc:
+            header = None
+            self.issue(("pack-header", pid), "pack-header-damaged" if indexed else kind, name,
+                       f"the header of pack {short} is unreadable ({exc}): the index cannot be rebuilt from "
+                       "this pack", hint)
+        listed = set()
+        if indexed:
+            ents = self._entries(pid)
+            raw_ids = ents["id"].tobytes()  # not bytes(row["id"]): numpy drops trailing NULs
+            cols = zip(*(ents[c].tolist() for c in ("kind", "codec", "offset", "length", "raw")))
+            listed = {(raw_ids[i * ID_LEN : (i + 1) * ID_LEN], *row) for i, row in enumerate(cols)}
+            if header is not None and header != listed:
+                self.issue(("pack-index", pid), "pack-index-mismatch", name, f"the index and the header of pack "
+                           f"{short} disagree ({len(listed - header)} index entries not in the header, "
+                           f"{len(header - listed)} header entries not in the index)", HINT_REPAIR)
+        for bid, _kind, _codec, off, length, raw in sorted((header or set()) | listed, key=lambda e: e[3]):
+            try:
+                plain = self.repo.codec.decode(bid, data[off : off + length])
+                if len(plain) != raw:
+                    raise IntegrityError(f"it decodes to {len(plain)} bytes, the pack lists {raw}")
+            except DAMAGE:
+                bad = bad or self.issue(("pack-data", pid), kind, name, f"pack {short} holds corrupt blobs", hint)
+                if bid not in self.bad_blobs:
+                    bad.note(blob=bid)
+                    if indexed:
+                        self.bad_blobs[bid] = pid
+
+    # ------------------------------------------------------------------ trees
+    def _walk_snapshots(self) -> None:
+        snaps = self.repo.snapshots(refresh=True)
+        for text in self.repo.snapshot_problems:
+            name, _, msg = text.partition(": ")
+            self.issue(("snapshot", name), "snapshot-damaged", name, msg, HINT_SNAPSHOT)
+        self.report.snapshots = len(snaps)
+        for n, snap in enumerate(snaps):
+            self.progress("snapshots", n, len(snaps))
+            try:
+                root = bytes.fromhex(snap.tree)
+                if len(root) != ID_LEN:
+                    raise ValueError("wrong length")
+            except ValueError:
+                self.issue(("snapshot", snap.id), "snapshot-damaged", "snapshots/" + snap.id,
+                           f"snapshot {snap.id[:12]} has an invalid root tree id", HINT_SNAPSHOT)
+                continue
+            for key in self._subtree(root, "/"):
+                self.issues[key].snapshots.add(snap.id)
+        self.report.trees = len(self.memo)
+
+    def _subtree(self, root: bytes, root_path: str) -> frozenset:
+        """Issue keys of everything below ``root`` (each tree is loaded once, iteratively)."""
+        stack: list[list] = [[root, root_path, None, set()]]
+        while stack and root not in self.memo:
+            frame = stack[-1]
+            if frame[2] is None:
+                nodes = self._load_tree(frame[0], frame[1], frame[3])
+                frame[2] = iter(self._scan(nodes, frame[1], frame[3]) if nodes is not None else ())
+            for child, path in frame[2]:
+                if child in self.memo:
+                    frame[3] |= self.memo[child]
+                else:
+                    stack.append([child, path, None, set()])
+                    break
+            else:
+                stack.pop()
+                self.memo[frame[0]] = done = frozenset(frame[3]) if frame[3] else frozenset()
+                if stack:
+                    stack[-1][3] |= done
+        return self.memo[root]
+
+    def _load_tree(self, tid: bytes, path: str, keys: set) -> list | None:
+        loc = self.table.lookup(tid)
+        if loc is None and (loc := self.orphans.lookup(tid)) is not None:
+            keys.add(self._gap(tid))
+        if loc is None:
+            cause = "it is in no pack of the repository"
+        else:
+            pid, off, length = loc
+            try:
+                stored = self.store.get(pack_name(pid), off, length)
+                if len(stored) != length:
+                    raise IntegrityError(f"pack {pid.hex()[:16]} is truncated")
+                return decode_tree(self.repo.codec.decode(tid, stored))
+            except ObjectNotFound:
+                cause = f"pack {pid.hex()[:16]} holding it is missing"
+            except DAMAGE as exc:
+                cause = f"in pack {pid.hex()[:16]}: {exc}"
+        keys.add(("tree", tid))
+        self.issue(("tree", tid), "tree-damaged", f"tree {tid.hex()[:16]}", f"directory {path} (tree "
+                   f"{tid.hex()[:16]}) cannot be read: {cause}; nothing below it can be restored", HINT_LOST
+                   ).note(path)
+        return None
+
+    def _scan(self, nodes: list, path: str, keys: set) -> list[tuple[bytes, str]]:
+        """Check the file entries of one tree; return its subdirectories."""
+        base = path.rstrip("/") + "/"
+        children, files, ids = [], [], []
+        for node in nodes:
+            if node.type == DIR:
+                if len(node.subtree) == ID_LEN:
+                    children.append((node.subtree, base + node.display_name))
+                else:
+                    self._bad_entry(keys, base + node.display_name, "is a directory without a subtree")
+            elif node.type == FILE:
+                files.append(node)
+                ids.extend(node.chunk_ids)
+                if node.extents and sum(c for _, _, c in node.extents) != len(node.content) // ID_LEN:
+                    self._bad_entry(keys, base + node.display_name, "has extents that do not match its chunks")
+        self.report.files += len(files)
+        self.report.blobs += len(ids)
+        if not ids or (not self.bad_packs and not self.bad_blobs and self.table.contains_many(ids).all()):
+            return children
+        for node in files:
+            fpath = base + node.display_name
+            hits = {k for k in (self._blob_key(b, fpath) for b in node.chunk_ids) if k is not None}
+            for key in hits:
+                self.issues[key].note(fpath)
+            keys |= hits
+        return children
+
+    def _bad_entry(self, keys: set, path: str, what: str) -> None:
+        keys.add(("entry", path))
+        self.issue(("entry", path), "tree-damaged", path, f"tree entry {path} {what}", HINT_LOST)
+
+    def _blob_key(self, bid: bytes, fpath: str) -> tuple | None:
+        if bid in self.bad_blobs:
+            return ("pack-data", self.bad_blobs[bid])
+        loc = self.table.lookup(bid)
+        if loc is None:
+            if self.orphans.lookup(bid) is not None:
+                return self._gap(bid)
+            self.issue(("lost", fpath), "data-missing", fpath, f"file {fpath} needs data blobs that are in no "
+                       "pack of the repository", HINT_LOST).note(blob=bid)
+            return ("lost", fpath)
+        limit = self.bad_packs.get(loc[0])
+        return ("pack", loc[0]) if limit is not None and loc[1] + loc[2] > limit else None
+
+    def _gap(self, bid: bytes) -> tuple:
+        self.issue(("gap",), "index-incomplete", "index/", "blobs that snapshots need are missing from the "
+                   "index but present in unindexed packs: restore cannot find them", HINT_REPAIR).note(blob=bid)
+        return ("gap",)
