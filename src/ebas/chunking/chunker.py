@@ -16,7 +16,7 @@ from ebas.chunking.params import ChunkerParams
 
 Reader = Callable[[int], bytes]
 
-DEFAULT_BUFFER = 16 * 1024 * 1024
+DEFAULT_BUFFER = 8 * 1024 * 1024
 
 
 class Chunker:

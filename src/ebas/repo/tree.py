@@ -154,7 +154,9 @@ class Node:
     def from_dict(cls, d: dict) -> "Node":
         """Inverse of :meth:`to_dict`; raises ``IntegrityError`` on malformed input."""
         try:
-            name = _get_bytes(d, "name")
+            get = d.get
+            name = get("name")
+            name = name.encode("utf-8") if name is not None else _get_bytes(d, "name")
             if name is None:
                 raise ValueError("node without a name")
             ntype = d["type"]
@@ -166,35 +168,24 @@ class Node:
             subtree = bytes.fromhex(d["subtree"]) if "subtree" in d else b""
             if subtree and len(subtree) != ID_LEN:
                 raise ValueError("bad subtree id")
-            return cls(
-                name=name,
-                type=ntype,
-                mode=int(d.get("mode", 0)),
-                uid=int(d.get("uid", 0)),
-                gid=int(d.get("gid", 0)),
-                user=str(d.get("user", "")),
-                group=str(d.get("group", "")),
-                mtime_ns=int(d.get("mtime", 0)),
-                ctime_ns=int(d.get("ctime", 0)),
-                atime_ns=int(d.get("atime", 0)),
-                size=int(d.get("size", 0)),
-                inode=int(d.get("inode", 0)),
-                dev=int(d.get("dev", 0)),
-                nlink=int(d.get("nlink", 1)),
-                rdev=int(d.get("rdev", 0)),
-                xattrs={_unb64(k): _unb64(v) for k, v in d.get("xattrs", [])},
-                acl_access=_unb64(d["acl_access"]) if "acl_access" in d else b"",
-                acl_default=_unb64(d["acl_default"]) if "acl_default" in d else b"",
-                target=_get_bytes(d, "target") or b"",
-                link_group=str(d.get("link_group", "")),
-                content=content,
-                extents=[(int(a), int(b), int(c)) for a, b, c in d.get("extents", [])],
-                subtree=subtree,
-                error=str(d.get("error", "")),
-            )
+            node = cls(name, ntype, get("mode", 0), get("uid", 0), get("gid", 0), get("user", ""),
+                       get("group", ""), get("mtime", 0), get("ctime", 0), get("atime", 0), get("size", 0),
+                       get("inode", 0), get("dev", 0), get("nlink", 1), get("rdev", 0),
+                       {_unb64(k): _unb64(v) for k, v in d["xattrs"]} if "xattrs" in d else {},
+                       _unb64(d["acl_access"]) if "acl_access" in d else b"",
+                       _unb64(d["acl_default"]) if "acl_default" in d else b"",
+                       (_get_bytes(d, "target") or b"") if ntype == SYMLINK else b"",
+                       get("link_group", ""), content,
+                       [(int(a), int(b), int(c)) for a, b, c in d["extents"]] if "extents" in d else [],
+                       subtree, get("error", ""))
+            for key in ("mode", "uid", "gid", "mtime_ns", "ctime_ns", "atime_ns", "size", "inode", "dev",
+                        "nlink", "rdev"):
+                if type(getattr(node, key)) is not int:
+                    raise ValueError(f"{key} is not an integer")
+            return node
         except IntegrityError:
             raise
-        except (KeyError, ValueError, TypeError) as exc:
+        except (KeyError, ValueError, TypeError, AttributeError) as exc:
             raise IntegrityError(f"malformed tree entry: {exc}") from exc
 
 
@@ -212,8 +203,10 @@ def decode_tree(data: bytes) -> list[Node]:
     """Nodes of a tree blob; raises ``IntegrityError`` if it is not a valid tree."""
     try:
         doc = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise IntegrityError(f"tree blob is not valid JSON: {exc}") from exc
     if not isinstance(doc, dict) or doc.get("v") != TREE_VERSION or not isinstance(doc.get("nodes"), list):
         raise IntegrityError("tree blob has an unknown structure or version")
+    if not all(isinstance(d, dict) for d in doc["nodes"]):
+        raise IntegrityError("tree blob has an entry that is not an object")
     return [Node.from_dict(d) for d in doc["nodes"]]
