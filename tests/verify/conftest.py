@@ -13,12 +13,13 @@ import pytest
 from ebas.backup.archiver import Archiver, BackupOptions
 from ebas.backup.restorer import Restorer
 from ebas.chunking.params import ChunkerParams
+from ebas.crypto.ids import pack_id
 from ebas.crypto.kdf import KdfParams
+from ebas.repo.index import IndexSegment
 from ebas.repo.pack import KIND_DATA, PackEntry, encode_header, pack_name
 from ebas.repo.repository import Repository
 from ebas.repo.tree import Node
 from ebas.runtime import SYSTEM_ENTROPY
-from ebas.crypto.ids import pack_id
 from ebas.storage import open_store
 
 SMALL_CHUNKS = ChunkerParams(min_size=1024, avg_size=4096, max_size=16384)
@@ -94,6 +95,14 @@ class RepoEnv:
         pid, off, length = self.repo.index.table.lookup(blob_id)
         return pack_name(pid), off, length
 
+    def segment_of(self, blob_id: bytes) -> str:
+        """The name of the (first) index segment listing ``blob_id``."""
+        for name in self.names("index/"):
+            seg = IndexSegment.decode(self.repo.aead, self.repo.store.get(name), name)
+            if blob_id in set(seg.entries["id"].tobytes()[i : i + 32] for i in range(0, 32 * len(seg.entries), 32)):
+                return name
+        raise AssertionError("blob in no index segment")
+
     # -------------------------------------------------------------- restore
     def restore(self, snap=None, repo=None) -> dict[str, bytes]:
         """Restore ``snap`` (default latest) into a new directory; the files of ``src`` there."""
@@ -140,12 +149,13 @@ def build_env(tmp: str, seed: int = 1) -> RepoEnv:
     repo = Repository.init(open_store(root, fsync=False), "pw", kdf=KdfParams.fast_for_tests(SYSTEM_ENTROPY),
                            chunker=SMALL_CHUNKS, pack_size=PACK_SIZE)
     env = RepoEnv(repo, root, src, v1, tmp)
-    env.snaps.append(Archiver(repo, BackupOptions(paths=[src])).run().snapshot)
-    shutil.copytree(src, v1, symlinks=True)
+    shutil.copytree(src, v1, symlinks=True)  # before the backup: copying changes atimes
+    opts = BackupOptions(paths=[src], workers=1)  # one reader: a deterministic pack layout
+    env.snaps.append(Archiver(repo, opts).run().snapshot)
     with open(f"{src}/docs/a.txt", "ab") as f:
         f.write(b"appended in the second backup\n" * 100)
     write(f"{src}/new/new.bin", rng.randbytes(40_000))
-    env.snaps.append(Archiver(repo, BackupOptions(paths=[src])).run().snapshot)
+    env.snaps.append(Archiver(repo, opts).run().snapshot)
     return env
 
 

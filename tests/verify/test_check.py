@@ -7,19 +7,25 @@ import os
 import random
 import time
 
+import blake3
 import pytest
 
 from ebas.backup.archiver import Archiver, BackupOptions
+from ebas.crypto.ids import pack_id
 from ebas.crypto.kdf import KdfParams
-from ebas.errors import IntegrityError
+from ebas.errors import IndexDamaged, IntegrityError
 from ebas.repo import snapshots as snaps
-from ebas.repo.pack import TRAILER, pack_name
+from ebas.repo.index import IndexSegment, segment_name
+from ebas.repo.pack import KIND_TREE, TRAILER, PackEntry, encode_header, pack_name
 from ebas.repo.repair import rebuild_index
 from ebas.repo.repository import Repository
+from ebas.repo.snapshots import Snapshot
+from ebas.repo.tree import Node, encode_tree
 from ebas.runtime import SYSTEM_ENTROPY
 from ebas.storage import open_store
 from ebas.storage.backends.memory import MemoryStore
 from ebas.verify.check import WARNING_KINDS, CheckReport, Problem, check_repository
+from ebas.verify.packdata import verify_pack_bytes
 
 
 def kinds(report: CheckReport) -> set[str]:
@@ -40,7 +46,9 @@ def test_clean_repository_is_ok_at_both_depths(env):
     assert report.ok and report.problems == []
     assert report.snapshots == 2
     assert report.trees >= 8  # root chain + docs, photos, deep/x/y/z, new, in two versions
-    assert report.files == 6 + 7  # 6 files in the first snapshot, 7 in the second
+    # 6 files in the first snapshot; the second shares photos/ (2) and deep/ (1) with it,
+    # and each shared tree is checked once: 6 + (7 - 3)
+    assert report.files == 10
     assert report.blobs > report.files - 2  # every non-empty file has >= 1 chunk
     assert report.packs == len(packs) and report.packs_read == 0 and report.bytes_read == 0
     deep = check_repository(env.repo, read_data=True)
@@ -111,7 +119,7 @@ def test_truncated_pack_is_found_by_both_depths(env):
     assert "photos/img1.bin" in p.message and env.snaps[-1].id[:12] in p.message
     deep = check_repository(env.repo, read_data=True)
     assert {"pack-truncated", "pack-corrupt", "pack-header-damaged"} <= kinds(deep)
-    assert all(p.object == name for p in deep.errors)
+    assert all(p.object == name for p in deep.errors if p.kind.startswith("pack-"))
 
 
 def test_pack_deleted_by_hand_names_the_pack_and_the_snapshots(env):
@@ -122,8 +130,9 @@ def test_pack_deleted_by_hand_names_the_pack_and_the_snapshots(env):
     p = only(report, "pack-missing")
     assert p.object == name and name.rsplit("/", 1)[1][:16] in p.message
     assert all(s.id[:12] in p.message for s in env.snaps)
+    assert p.snapshots == tuple(sorted(s.id for s in env.snaps))
     assert "photos/img2.bin" in p.message
-    assert report.errors == [p]  # nothing else is wrong
+    assert {e.kind for e in report.errors} <= {"pack-missing", "tree-damaged"}  # trees in that pack
     assert only(check_repository(env.repo, read_data=True), "pack-missing").object == name
 
 
@@ -139,22 +148,26 @@ def test_corrupt_pack_header_is_found_by_read_data(env):
     assert "pack-index-mismatch" not in kinds(report)
 
 
-def test_index_that_disagrees_with_a_pack_header_is_reported(env):
-    name, _, _ = env.locate(env.node("photos/img1.bin").chunk_ids[0])
-    repaired = rebuild_index(env.repo)
-    assert repaired.ok
-    # a pack whose header lists a blob twice at different offsets cannot be indexed
-    # consistently; simulate the simpler case: an index segment for another pack's header
-    seg_names = env.names("index/")
-    assert len(seg_names) == 1
-    assert check_repository(env.repo, read_data=True).ok
-    assert name in {pack_name(p) for p in env.repo.pack_sizes()}
+def test_index_entry_that_disagrees_with_the_pack_header_is_reported(env):
+    rebuild_index(env.repo)
+    [old] = env.names("index/")
+    seg = IndexSegment.decode(env.repo.aead, env.repo.store.get(old), old)
+    seg.entries["raw"][0] += 1  # the index now claims a wrong plaintext length for one blob
+    stored = seg.encode(env.repo.aead)
+    env.repo.store.put(segment_name(stored), stored)
+    env.repo.store.delete(old)
+    assert check_repository(env.repo).ok  # offsets and sizes still agree
+    report = check_repository(env.repo, read_data=True)
+    p = only(report, "pack-index-mismatch")
+    assert p.object == pack_name(seg.packs[int(seg.entries["pack"][0])])
+    assert "1 index entries not in the header" in p.message and "ebas repair index" in p.hint
+    assert kinds(report) == {"pack-index-mismatch"}  # the blob itself is fine
 
 
 # ------------------------------------------------------------------ index
 @pytest.mark.parametrize("damage", ["flip", "truncate", "delete"])
 def test_damaged_index_segment_is_named_and_repaired(env, damage):
-    seg = env.names("index/")[0]
+    seg = env.segment_of(bytes.fromhex(env.snaps[0].tree))  # the first backup's segment
     size = os.path.getsize(env.file(seg))
     if damage == "flip":
         env.flip(seg, size // 2)
@@ -167,11 +180,13 @@ def test_damaged_index_segment_is_named_and_repaired(env, damage):
     if damage != "delete":
         p = only(report, "index-damaged")
         assert p.object == seg and seg in p.message and "ebas repair index" in p.hint
+        with pytest.raises(IndexDamaged):
+            env.fresh().require_healthy_index()
     gap = only(report, "index-incomplete")  # the packs it listed are now unindexed
     assert "ebas repair index" in gap.hint and env.snaps[0].id[:12] in gap.message
     assert "unindexed-pack" in kinds(report)
     with pytest.raises(IntegrityError):
-        env.fresh().require_healthy_index() if damage != "delete" else env.restore(env.snaps[0], env.fresh())
+        env.restore(env.snaps[0], env.fresh())
 
     result = rebuild_index(env.repo)
     assert result.ok and result.packs_read == len(env.repo.pack_sizes())
@@ -194,10 +209,7 @@ def test_tampered_snapshot_bytes_are_reported(env):
 
 def test_snapshot_with_valid_seal_but_malformed_content_is_reported(env):
     stored = env.repo.aead.seal(b'{"not": "a snapshot"}', snaps.AAD)
-    sid, _ = snaps.seal(env.repo.aead, env.snaps[0])  # any id; the real one is computed below
-    import blake3
-
-    sid = blake3.blake3(stored).hexdigest()
+    sid = blake3.blake3(stored).hexdigest()  # a correct name: only the content is wrong
     env.repo.store.put(snaps.PREFIX + sid, stored)
     p = only(check_repository(env.repo), "snapshot-damaged")
     assert p.object == snaps.PREFIX + sid and "malformed" in p.message
@@ -212,7 +224,32 @@ def test_tampered_tree_blob_is_reported_with_path_and_snapshots(env):
     assert p.object == f"tree {photos.subtree.hex()[:16]}"
     assert f"{env.src}/photos" in p.message
     assert all(s.id[:12] in p.message for s in env.snaps)  # shared by both snapshots
-    assert report.files == 13 - 4  # the two photos, in both snapshots, could not be checked
+    assert report.files == 10 - 2  # the two photos could not be checked
+
+
+def test_tree_cut_by_a_truncated_pack_is_reported(env):
+    photos = env.node("photos")
+    name, off, length = env.locate(photos.subtree)
+    env.truncate(name, off + length // 2)
+    report = check_repository(env.repo)
+    assert only(report, "pack-truncated").object == name
+    p = only(report, "tree-damaged")
+    assert f"{env.src}/photos" in p.message and "truncated" in p.message
+
+
+def test_invalid_tree_entries_and_root_ids_are_reported(env):
+    bad_dir = Node(name=b"nosub", type="dir")
+    bad_file = Node(name=b"sparse", type="file", size=10, content=b"\x01" * 32, extents=[(0, 10, 2)])
+    with env.repo.session() as session:
+        root, _ = session.put_blob(KIND_TREE, encode_tree([bad_dir, bad_file]))
+        session.commit(Snapshot(time_ns=1, host="h", paths=["/x"], tree=root.hex()))
+        session.commit(Snapshot(time_ns=2, host="h", paths=["/y"], tree="nothex"))
+    report = check_repository(env.repo)
+    entries = {p.object: p for p in report.errors if p.kind == "tree-damaged"}
+    assert "without a subtree" in entries["/nosub"].message
+    assert "extents" in entries["/sparse"].message
+    assert only(report, "snapshot-damaged").message.endswith("has an invalid root tree id")
+    assert only(report, "data-missing").object == "/sparse"
 
 
 def test_missing_data_after_index_rebuild_names_files(env):
@@ -242,8 +279,6 @@ def test_unindexed_pack_is_only_a_warning(env):
 
 def test_damaged_unindexed_pack_is_only_a_warning(env):
     junk = b"not a pack at all" * 10
-    from ebas.crypto.ids import pack_id
-
     name = pack_name(pack_id(junk))
     env.repo.store.put(name, junk)
     report = check_repository(env.repo, read_data=True)
@@ -279,9 +314,10 @@ def test_report_json_lists_errors_and_warnings(env):
     os.unlink(env.file(env.locate(env.node("docs/b.txt").chunk_ids[0])[0]))
     doc = check_repository(env.repo).to_json()
     assert doc["ok"] is False
-    assert [e["kind"] for e in doc["errors"]] == ["pack-missing"]
+    assert doc["errors"][0]["kind"] == "pack-missing"
     assert [w["kind"] for w in doc["warnings"]] == ["unindexed-pack"]
-    assert all(set(e) == {"kind", "object", "message", "hint", "severity"} for e in doc["errors"])
+    assert all(set(e) == {"kind", "object", "message", "hint", "severity", "snapshots"} for e in doc["errors"])
+    assert doc["warnings"][0]["snapshots"] == []
     json.dumps(doc)
 
 
@@ -289,3 +325,17 @@ def test_check_works_on_a_memory_store():
     repo = Repository.init(open_store("memory://"), "pw", kdf=KdfParams.fast_for_tests(SYSTEM_ENTROPY))
     report = check_repository(repo, read_data=True)
     assert report.ok and report.snapshots == 0 and report.packs == 0
+
+
+# ------------------------------------------------------------ pack bytes
+def test_verify_pack_bytes_on_an_intact_and_a_lying_pack(env):
+    name = env.names("data/")[0]
+    data = env.repo.store.get(name)
+    pid = bytes.fromhex(name.rsplit("/", 1)[1])
+    assert verify_pack_bytes(env.repo, pid, data).intact
+    bid = env.repo.ids.blob_id(b"payload" * 20)
+    stored, codec = env.repo.codec.encode(bid, b"payload" * 20)
+    lying = stored + encode_header(env.repo.aead, [PackEntry(bid, 0, codec, 0, len(stored), 141)])
+    verdict = verify_pack_bytes(env.repo, pack_id(lying), lying)
+    assert verdict.hash_ok and not verdict.header_error and verdict.bad_blobs == [bid]  # 140 bytes, not 141
+    assert not verdict.intact

@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> None:
     """Console entry point: run the CLI and turn errors into exit codes."""
     json_mode = "--json" in (argv if argv is not None else sys.argv[1:])
     try:
-        cli.main(args=argv, prog_name="ebas", standalone_mode=False)
+        sys.exit(cli.main(args=argv, prog_name="ebas", standalone_mode=False) or 0)  # ctx.exit(n) returns n
     except click.exceptions.Abort:
         click.echo("interrupted", err=True)
         sys.exit(EXIT_INTERRUPTED)

@@ -59,7 +59,7 @@ class DedupTable:
     def add(self, blob_id: bytes, pack_id: bytes, offset: int, length: int) -> None:
         """Record one blob's location (first location wins for duplicates)."""
         with self._lock:
-            if blob_id in self._delta:
+            if blob_id in self._delta or self._find(blob_id) >= 0:
                 return
             self._delta[blob_id] = (self.pack_number(pack_id), offset, length)
             if len(self._delta) >= MERGE_AT:

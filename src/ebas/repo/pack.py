@@ -56,8 +56,8 @@ def pack_id_from_name(name: str) -> bytes:
         pid = bytes.fromhex(tail)
     except ValueError as exc:
         raise IntegrityError(f"{name!r} is not a pack name") from exc
-    if len(pid) != 32:
-        raise IntegrityError(f"{name!r} is not a pack name")
+    if len(pid) != 32 or pack_name(pid) != name:
+        raise IntegrityError(f"{name!r} is not a pack name (packs live at data/<2 hex>/<64 hex>)")
     return pid
 
 

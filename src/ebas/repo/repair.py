@@ -11,8 +11,9 @@ in this order, so that a crash at any moment leaves a usable index:
    read back and kept only if they still decrypt and match their ids (salvage), so a
    damaged header alone loses nothing, and damaged blobs leave the index, which makes
    the next backup store those files again instead of deduplicating against them.
-4. Write the new segments (at most about ``MAX_SEGMENT_ENTRIES`` entries each), reading
-   each back. The *last* one lists every old segment in ``supersedes``.
+4. Meanwhile write the new segments as they fill (at most about ``MAX_SEGMENT_ENTRIES``
+   entries each, so memory holds one segment's entries), reading each back. The *last*
+   one, written after every header was read, lists every old segment in ``supersedes``.
 5. Only then delete the old segments.
 6. Forget the repository's loaded index so the next use reads the new one.
 
@@ -24,6 +25,7 @@ and deleted by the next repair.
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
@@ -34,6 +36,7 @@ from ebas.repo.pack import PackEntry, pack_id_from_name, pack_name, read_pack_he
 MAX_SEGMENT_ENTRIES = 100_000
 HINT_UNREADABLE = "restore the pack from a replica or run prune to drop it"
 DAMAGE = (IntegrityError, ObjectNotFound, InvalidRange)
+_SEGMENT = re.compile(r"index/[0-9a-f]{64}")
 
 
 @dataclass
@@ -66,6 +69,15 @@ class RepairReport:
         """Machine-readable form."""
         return {**asdict(self), "ok": self.ok}
 
+    def summary(self) -> str:
+        """Readable lines for a terminal (``ebas repair index``)."""
+        lines = [f"read {self.packs_read} pack header(s), indexed {self.blobs_indexed} blob(s) in "
+                 f"{len(self.segments_written)} new segment(s), removed {len(self.segments_removed)} old segment(s)"]
+        for p in self.unreadable_packs:
+            kept = f"; kept {p.salvaged} verified blob(s) from the old index" if p.salvaged else ""
+            lines.append(f"unreadable pack {p.name}: {p.message}{kept}\n  hint: {p.hint}")
+        return "\n".join(lines)
+
 
 def rebuild_index(repo, *, progress: Callable[[str, int, int], None] | None = None) -> RepairReport:
     """Replace every index segment of ``repo`` with segments built from pack headers.
@@ -81,7 +93,7 @@ def rebuild_index(repo, *, progress: Callable[[str, int, int], None] | None = No
     try:
         old = sorted(info.name for info in repo.store.list("index/"))
         packs = sorted((info.name, info.size) for info in repo.store.list("data/"))
-        found: dict[bytes, list[PackEntry]] = {}
+        out = _SegmentWriter(repo, report)
         broken: dict[bytes, UnreadablePack] = {}
         for n, (name, size) in enumerate(packs):
             if progress is not None:
@@ -93,20 +105,21 @@ def rebuild_index(repo, *, progress: Callable[[str, int, int], None] | None = No
             if pack_name(pid) != name:
                 continue
             try:
-                found[pid] = read_pack_header(repo.store, name, repo.aead, size=size)
+                out.add(pid, read_pack_header(repo.store, name, repo.aead, size=size))
                 report.packs_read += 1
             except DAMAGE as exc:
                 broken[pid] = UnreadablePack(name, f"pack {pid.hex()[:16]}: header unreadable: {exc}")
         if broken:
-            _salvage(repo, old, broken, found, report)
-        _write_segments(repo, found, old, report)
+            _salvage(repo, old, broken, out, report)
+        out.finish(supersedes=[bytes.fromhex(n[6:]) for n in old if _SEGMENT.fullmatch(n)])
         for name in old:
-            if name not in report.segments_written:
-                try:
-                    repo.store.delete(name)
-                except ObjectNotFound:
-                    pass
-                report.segments_removed.append(name)
+            if name in report.segments_written:  # cannot happen (random nonces), but never delete new ones
+                continue
+            try:
+                repo.store.delete(name)
+            except ObjectNotFound:
+                pass
+            report.segments_removed.append(name)
         report.unreadable_packs = list(broken.values())
         repo.invalidate_index()
     finally:
@@ -114,27 +127,29 @@ def rebuild_index(repo, *, progress: Callable[[str, int, int], None] | None = No
     return report
 
 
-def _write_segments(repo, found: dict[bytes, list[PackEntry]], old: list[str], report: RepairReport) -> None:
-    """Store ``found`` in segments of bounded size; the last one supersedes ``old``."""
-    supersedes = []
-    for name in old:
-        try:
-            sid = bytes.fromhex(name[len("index/"):])
-        except ValueError:
-            continue
-        if len(sid) == 32:
-            supersedes.append(sid)
-    batch: dict[bytes, list[PackEntry]] = {}
-    count = 0
-    items = list(found.items())
-    for i, (pid, entries) in enumerate(items):
-        batch[pid] = entries
-        count += len(entries)
-        last = i == len(items) - 1
-        if last or count + len(items[i + 1][1]) > MAX_SEGMENT_ENTRIES:
-            _store_segment(repo, IndexSegment.from_packs(batch, supersedes if last else None), report)
-            report.blobs_indexed += count
-            batch, count = {}, 0
+class _SegmentWriter:
+    """Writes full batches as they fill (memory: one batch); :meth:`finish` writes the last."""
+
+    def __init__(self, repo, report: RepairReport):
+        self.repo, self.report = repo, report
+        self.batch: dict[bytes, list[PackEntry]] = {}
+        self.count = 0
+
+    def add(self, pid: bytes, entries: list[PackEntry]) -> None:
+        if self.batch and self.count + len(entries) > MAX_SEGMENT_ENTRIES:
+            self._flush(None)
+        self.batch[pid] = entries
+        self.count += len(entries)
+
+    def finish(self, supersedes: list[bytes]) -> None:
+        """Write the last batch, naming the old segments it replaces (if any pack exists)."""
+        if self.batch:
+            self._flush(supersedes)
+
+    def _flush(self, supersedes: list[bytes] | None) -> None:
+        _store_segment(self.repo, IndexSegment.from_packs(self.batch, supersedes), self.report)
+        self.report.blobs_indexed += self.count
+        self.batch, self.count = {}, 0
 
 
 def _store_segment(repo, seg: IndexSegment, report: RepairReport) -> None:
@@ -145,8 +160,8 @@ def _store_segment(repo, seg: IndexSegment, report: RepairReport) -> None:
     report.segments_written.append(name)
 
 
-def _salvage(repo, old: list[str], broken: dict[bytes, UnreadablePack],
-             found: dict[bytes, list[PackEntry]], report: RepairReport) -> None:
+def _salvage(repo, old: list[str], broken: dict[bytes, UnreadablePack], out: _SegmentWriter,
+             report: RepairReport) -> None:
     """Keep the old index's entries for header-damaged packs whose blobs still verify."""
     wanted: dict[bytes, dict[tuple, PackEntry]] = {pid: {} for pid in broken}
     for name in old:
@@ -178,6 +193,6 @@ def _salvage(repo, old: list[str], broken: dict[bytes, UnreadablePack],
             except IntegrityError:
                 continue
         if keep:
-            found[pid] = keep
+            out.add(pid, keep)
             broken[pid].salvaged = len(keep)
             report.blobs_salvaged += len(keep)

@@ -142,6 +142,7 @@ class Repository:
                 continue
             segments.append((info.name, seg))
             superseded.update("index/" + s.hex() for s in seg.supersedes)
+        state.damaged = [(n, why) for n, why in state.damaged if n not in superseded]
         for name, seg in sorted(segments):
             if name in superseded:
                 continue

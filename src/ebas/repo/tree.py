@@ -182,10 +182,15 @@ class Node:
                         "nlink", "rdev"):
                 if type(getattr(node, key)) is not int:
                     raise ValueError(f"{key} is not an integer")
+            for key in ("user", "group", "link_group", "error"):
+                if type(getattr(node, key)) is not str:
+                    raise ValueError(f"{key} is not a string")
             return node
         except IntegrityError:
             raise
-        except (KeyError, ValueError, TypeError, AttributeError) as exc:
+        except (KeyError, ValueError, TypeError, AttributeError, OverflowError) as exc:
+            # AttributeError: a non-string where text is expected ({"name": 5});
+            # OverflowError: int() of an infinite float (in "extents")
             raise IntegrityError(f"malformed tree entry: {exc}") from exc
 
 

@@ -23,126 +23,34 @@ one set of issue keys per distinct tree.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
 from typing import Callable
 
 import numpy as np
 
 from ebas.crypto.aead import OVERHEAD
-from ebas.crypto.ids import pack_id as hash_pack
 from ebas.errors import EbasError, IntegrityError, InvalidRange, ObjectNotFound
 from ebas.repo.dedup import DedupTable
 from ebas.repo.index import IndexSegment, check_segment_name
-from ebas.repo.pack import ENTRY, HEAD, TRAILER, pack_id_from_name, pack_name, parse_pack, read_pack_header
+from ebas.repo.pack import ENTRY, HEAD, TRAILER, pack_id_from_name, pack_name, read_pack_header
 from ebas.repo.tree import DIR, FILE, ID_LEN, decode_tree
+from ebas.verify.packdata import index_entries, verify_pack_bytes
+from ebas.verify.problems import (
+    HINT_LOST,
+    HINT_MISSING,
+    HINT_REPAIR,
+    HINT_SNAPSHOT,
+    HINT_UNINDEXED,
+    WARNING_KINDS,
+    CheckReport,
+    Finding,
+    Problem,
+)
+
+__all__ = ["CheckReport", "Problem", "WARNING_KINDS", "check_repository"]
 
 Progress = Callable[[str, int, int], None]
 """``progress(phase, done, total)``; phases: ``index``, ``packs``, ``read``, ``snapshots``."""
-
-WARNING_KINDS = frozenset({"unindexed-pack", "unindexed-pack-damaged", "leftover-upload", "foreign-object"})
 DAMAGE = (IntegrityError, ObjectNotFound, InvalidRange)
-
-HINT_REPAIR = "run 'ebas repair index' to rebuild the index from pack headers"
-HINT_LOST = ("copy the damaged object from a replica if one has it (a pack is proved by its name); otherwise "
-             "run 'ebas repair index' so the next backup stores the affected files again")
-HINT_SNAPSHOT = "copy this snapshot object from a replica, or delete it: it cannot be restored"
-HINT_UNINDEXED = "unindexed pack: will be adopted by the next backup or removed by prune"
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One finding: ``kind`` (stable, machine-readable), the ``object`` it concerns
-    (a store name or a path), a ``message`` naming the damage and a ``hint`` saying what
-    to do. Kinds in :data:`WARNING_KINDS` are warnings; every other kind is an error."""
-
-    kind: str
-    object: str
-    message: str
-    hint: str = ""
-
-    @property
-    def severity(self) -> str:
-        """``"warning"`` or ``"error"``."""
-        return "warning" if self.kind in WARNING_KINDS else "error"
-
-    def to_json(self) -> dict:
-        """JSON-able form, with the severity."""
-        return {**asdict(self), "severity": self.severity}
-
-
-@dataclass
-class CheckReport:
-    """What a check looked at and found. ``ok`` is True when no *error* was found."""
-
-    read_data: bool = False
-    problems: list[Problem] = field(default_factory=list)
-    snapshots: int = 0  # readable snapshots
-    trees: int = 0  # distinct trees visited
-    files: int = 0  # file entries in those trees
-    blobs: int = 0  # data blob references in those trees
-    index_segments: int = 0  # readable, in-use index segments
-    packs: int = 0  # pack objects in the store
-    packs_read: int = 0
-    bytes_read: int = 0
-    duration_s: float = 0.0
-
-    @property
-    def errors(self) -> list[Problem]:
-        """Problems that mean data is, or may become, unrestorable."""
-        return [p for p in self.problems if p.severity == "error"]
-
-    @property
-    def warnings(self) -> list[Problem]:
-        """Problems that need no action now (unindexed packs, leftover uploads)."""
-        return [p for p in self.problems if p.severity == "warning"]
-
-    @property
-    def ok(self) -> bool:
-        """True if the check found no error (warnings allowed)."""
-        return not self.errors
-
-    def to_json(self) -> dict:
-        """Machine-readable report (``ebas check --json``)."""
-        d = {k: v for k, v in asdict(self).items() if k != "problems"}
-        d.update(ok=self.ok, errors=[p.to_json() for p in self.errors],
-                 warnings=[p.to_json() for p in self.warnings])
-        return d
-
-
-@dataclass
-class _Issue:
-    kind: str
-    object: str
-    message: str
-    hint: str
-    snapshots: set = field(default_factory=set)
-    paths: list = field(default_factory=list)
-    refs: int = 0
-    blobs: list = field(default_factory=list)
-    nblobs: int = 0
-
-    def note(self, path: str | None = None, blob: bytes | None = None) -> "_Issue":
-        if path is not None:
-            self.refs += 1
-            if len(self.paths) < 5:
-                self.paths.append(path)
-        if blob is not None:
-            self.nblobs += 1
-            if len(self.blobs) < 5:
-                self.blobs.append(blob.hex()[:16])
-        return self
-
-    def problem(self) -> Problem:
-        msg = self.message
-        if self.nblobs:
-            msg += f"; {self.nblobs} blob(s): {', '.join(self.blobs)}{' ...' if self.nblobs > 5 else ''}"
-        if self.snapshots:
-            sids = sorted(self.snapshots)
-            more = " ..." if len(sids) > 5 else ""
-            msg += f"; affects {len(sids)} snapshot(s): {', '.join(s[:12] for s in sids[:5])}{more}"
-        if self.paths:
-            msg += f"; {self.refs} path(s) damaged, e.g. {', '.join(self.paths)}"
-        return Problem(self.kind, self.object, msg, self.hint)
 
 
 def check_repository(repo, *, read_data: bool = False, progress: Progress | None = None) -> CheckReport:
@@ -162,7 +70,7 @@ class _Checker:
     def __init__(self, repo, read_data: bool, progress: Progress):
         self.repo, self.store, self.progress = repo, repo.store, progress
         self.report = CheckReport(read_data=read_data)
-        self.issues: dict[tuple, _Issue] = {}
+        self.issues: dict[tuple, Finding] = {}
         self.table = DedupTable()  # the index as restore sees it
         self.orphans = DedupTable()  # blobs of packs present but not indexed
         self.per_pack: dict[bytes, list[np.ndarray]] = {}
@@ -171,9 +79,9 @@ class _Checker:
         self.bad_blobs: dict[bytes, bytes] = {}  # blob -> pack, found corrupt by read_data
         self.memo: dict[bytes, frozenset] = {}
 
-    def issue(self, key: tuple, kind: str, obj: str, message: str, hint: str) -> _Issue:
+    def issue(self, key: tuple, kind: str, obj: str, message: str, hint: str) -> Finding:
         if key not in self.issues:
-            self.issues[key] = _Issue(kind, obj, message, hint)
+            self.issues[key] = Finding(kind, obj, message, hint)
         return self.issues[key]
 
     def run(self) -> None:
@@ -198,7 +106,7 @@ class _Checker:
 
     # ------------------------------------------------------------------ index
     def _load_index(self) -> None:
-        healthy, superseded = [], set()
+        healthy, damaged, superseded = [], [], set()
         infos = list(self.store.list("index/"))
         for n, info in enumerate(infos):
             self.progress("index", n, len(infos))
@@ -209,10 +117,12 @@ class _Checker:
             except ObjectNotFound:
                 continue
             except IntegrityError as exc:
-                self.issue(("index", info.name), "index-damaged", info.name,
-                           f"index segment {info.name} is damaged: {exc.message}", HINT_REPAIR)
+                damaged.append((info.name, exc.message))
                 continue
             superseded.update("index/" + s.hex() for s in healthy[-1][1].supersedes)
+        for name, message in damaged:
+            if name not in superseded:  # a superseded segment is never read: harmless
+                self.issue(("index", name), "index-damaged", name, message, HINT_REPAIR)
         for name, seg in sorted(healthy):
             if name in superseded:
                 continue
@@ -287,45 +197,28 @@ class _Checker:
                 continue  # deleted since the listing (prune): nothing to check
             self.report.packs_read += 1
             self.report.bytes_read += len(data)
-            self._check_pack_data(pid, name, memoryview(data))
+            self._check_pack_data(pid, name, data)
 
-    def _check_pack_data(self, pid: bytes, name: str, data: memoryview) -> None:
+    def _check_pack_data(self, pid: bytes, name: str, data: bytes) -> None:
         short, indexed = pid.hex()[:16], pid in self.per_pack
         kind = "pack-corrupt" if indexed else "unindexed-pack-damaged"
         hint = HINT_LOST if indexed else "prune will remove it"
-        bad = self.issues.get(("pack-data", pid))
-        if hash_pack(data) != pid:
-            bad = self.issue(("pack-data", pid), kind, name, f"pack {short} does not hash to its name: its "
-                             "bytes have changed", hint)
-        try:
-            header = {(e.blob_id, e.kind, e.codec, e.offset, e.length, e.raw_length)
-                      for e in parse_pack(self.repo.aead, data)}
-        except DAMAGE as exc:
-            header = None
-            self.issue(("pack-header", pid), "pack-header-damaged" if indexed else kind, name,
-                       f"the header of pack {short} is unreadable ({exc}): the index cannot be rebuilt from "
-                       "this pack", hint)
-        listed = set()
-        if indexed:
-            ents = self._entries(pid)
-            raw_ids = ents["id"].tobytes()  # not bytes(row["id"]): numpy drops trailing NULs
-            cols = zip(*(ents[c].tolist() for c in ("kind", "codec", "offset", "length", "raw")))
-            listed = {(raw_ids[i * ID_LEN : (i + 1) * ID_LEN], *row) for i, row in enumerate(cols)}
-            if header is not None and header != listed:
-                self.issue(("pack-index", pid), "pack-index-mismatch", name, f"the index and the header of pack "
-                           f"{short} disagree ({len(listed - header)} index entries not in the header, "
-                           f"{len(header - listed)} header entries not in the index)", HINT_REPAIR)
-        for bid, _kind, _codec, off, length, raw in sorted((header or set()) | listed, key=lambda e: e[3]):
-            try:
-                plain = self.repo.codec.decode(bid, data[off : off + length])
-                if len(plain) != raw:
-                    raise IntegrityError(f"it decodes to {len(plain)} bytes, the pack lists {raw}")
-            except DAMAGE:
-                bad = bad or self.issue(("pack-data", pid), kind, name, f"pack {short} holds corrupt blobs", hint)
-                if bid not in self.bad_blobs:
-                    bad.note(blob=bid)
-                    if indexed:
-                        self.bad_blobs[bid] = pid
+        v = verify_pack_bytes(self.repo, pid, data, index_entries(self._entries(pid)) if indexed else None)
+        if v.header_error:
+            self.issue(("pack-header", pid), "pack-header-damaged" if indexed else kind, name, f"the header of "
+                       f"pack {short} is unreadable ({v.header_error}): the index cannot be rebuilt from it", hint)
+        if v.index_not_in_header or v.header_not_in_index:
+            self.issue(("pack-index", pid), "pack-index-mismatch", name, f"the index and the header of pack "
+                       f"{short} disagree ({v.index_not_in_header} index entries not in the header, "
+                       f"{v.header_not_in_index} header entries not in the index)", HINT_REPAIR)
+        if v.hash_ok and not v.bad_blobs:
+            return
+        why = "does not hash to its name: its bytes have changed" if not v.hash_ok else "holds corrupt blobs"
+        bad = self.issue(("pack-data", pid), kind, name, f"pack {short} {why}", hint)
+        for bid in v.bad_blobs:
+            bad.note(blob=bid)
+            if indexed:
+                self.bad_blobs[bid] = pid
 
     # ------------------------------------------------------------------ trees
     def _walk_snapshots(self) -> None:
@@ -431,7 +324,7 @@ class _Checker:
             if self.orphans.lookup(bid) is not None:
                 return self._gap(bid)
             self.issue(("lost", fpath), "data-missing", fpath, f"file {fpath} needs data blobs that are in no "
-                       "pack of the repository", HINT_LOST).note(blob=bid)
+                       "pack of the repository", HINT_MISSING).note(blob=bid)
             return ("lost", fpath)
         limit = self.bad_packs.get(loc[0])
         return ("pack", loc[0]) if limit is not None and loc[1] + loc[2] > limit else None
