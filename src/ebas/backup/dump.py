@@ -15,28 +15,21 @@ from ebas.backup.browse import resolve, walk
 from ebas.repo.tree import BLOCKDEV, CHARDEV, DIR, FIFO, FILE, SYMLINK, Node
 
 ZERO = bytes(1 << 20)
+BATCH = 64
 
 
 def iter_file(repo, node: Node):
     """Yield the bytes of a file node in order, holes as zeros."""
     ids = node.chunk_ids
-    if not node.extents:
-        done = 0
-        for bid in ids:
-            data = repo.get_blob(bid)
-            done += len(data)
-            yield data
-        yield from _zeros(node.size - done)
-        return
     pos = 0
     i = 0
-    for offset, length, count in node.extents:
+    for offset, _length, count in node.extents or [(0, node.size, len(ids))]:
         yield from _zeros(offset - pos)
         pos = offset
-        for bid in ids[i : i + count]:
-            data = repo.get_blob(bid)
-            pos += len(data)
-            yield data
+        for k in range(i, i + count, BATCH):
+            for data in repo.get_blobs(ids[k : min(k + BATCH, i + count)]):
+                pos += len(data)
+                yield data
         i += count
     yield from _zeros(node.size - pos)
 

@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import os
 import threading
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from ebas.backup.fswrite import TargetDir, apply_metadata, check_component
 from ebas.errors import IntegrityError, RestoreError
 from ebas.repo.tree import DIR, FILE, ID_LEN, SYMLINK, Node
+
+BATCH = 64  # blobs fetched per task
+MAX_PENDING = 4
 
 
 @dataclass
@@ -55,16 +59,19 @@ class Restorer:
         self._lock = threading.Lock()
         self._links: dict[str, list[bytes]] = {}
         self._link_done: dict[str, Future] = {}
+        self._matched = False  # some entry matched an include path (not only its parents)
 
     def run(self) -> RestoreResult:
         """Restore and return the counters; raises on unsafe trees or corrupt data."""
         root_id = bytes.fromhex(self.snapshot.tree)
         with TargetDir.open_root(self.target, create=True) as root:
             self.root = root
-            with ThreadPoolExecutor(self.workers, thread_name_prefix="ebas-restore") as pool:
+            with ThreadPoolExecutor(self.workers, thread_name_prefix="ebas-restore") as pool, \
+                    ThreadPoolExecutor(self.workers, thread_name_prefix="ebas-fetch") as blob_pool:
                 self.pool = pool
+                self.blob_pool = blob_pool
                 self._restore_dir(root, root_id, [])
-        if self.includes and not (self.result.files or self.result.dirs or self.result.others):
+        if self.includes and not self._matched:
             raise RestoreError("nothing in the snapshot matches the --include paths",
                                hint="check the paths with 'ebas ls SNAPSHOT'")
         return self.result
@@ -75,6 +82,7 @@ class Restorer:
             return True, True
         for inc in self.includes:
             if comps[: len(inc)] == inc:
+                self._matched = True
                 return True, True
             if inc[: len(comps)] == comps:
                 return True, False
@@ -135,24 +143,19 @@ class Restorer:
         written = 0
         try:
             ids = node.chunk_ids
-            if node.extents:
-                i = 0
-                for offset, length, count in node.extents:
-                    pos = offset
-                    for bid in ids[i : i + count]:
-                        data = self.repo.get_blob(bid)
-                        os.pwrite(fd, data, pos)
-                        pos += len(data)
-                    i += count
-                    written += pos - offset
-            else:
-                for bid in ids:
-                    data = self.repo.get_blob(bid)
-                    mv = memoryview(data)
-                    while mv:
-                        n = os.write(fd, mv)
-                        mv = mv[n:]
-                    written += len(data)
+            regions = node.extents or [(0, node.size, len(ids))]
+            i = 0
+            for offset, _length, count in regions:
+                pos = offset
+                for batch in self._fetch(ids[i : i + count]):
+                    for data in batch:
+                        mv = memoryview(data)
+                        while mv:
+                            k = os.pwrite(fd, mv, pos)
+                            mv = mv[k:]
+                            pos += k
+                i += count
+                written += pos - offset
             if written != node.size or node.extents:
                 os.ftruncate(fd, node.size)
         except OSError as exc:
@@ -164,6 +167,20 @@ class Restorer:
         with self._lock:
             self.result.files += 1
             self.result.bytes += node.size
+
+    def _fetch(self, ids: list[bytes]):
+        """Plaintext batches of ``ids`` in order; large files are decoded in parallel on
+        the blob pool (zstd and AES-GCM release the GIL) while this thread writes."""
+        if len(ids) <= BATCH:
+            yield self.repo.get_blobs(ids)
+            return
+        pending: deque = deque()
+        for k in range(0, len(ids), BATCH):
+            pending.append(self.blob_pool.submit(self.repo.get_blobs, ids[k : k + BATCH]))
+            if len(pending) > MAX_PENDING:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
 
     def _meta(self, tdir: TargetDir, name: bytes, node: Node) -> None:
         for w in apply_metadata(tdir, name, node, restore_owner=self.restore_owner):

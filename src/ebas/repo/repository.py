@@ -190,6 +190,48 @@ class Repository:
             where = f" in pack {loc[0].hex()[:16]}" if loc else ""
             raise IntegrityError(f"blob {blob_id.hex()[:16]}{where} is corrupt: {exc.message}") from exc
 
+    def get_blobs(self, blob_ids: list[bytes], max_read: int = 8 << 20) -> list[bytes]:
+        """Verified plaintexts of several blobs, in order. Blobs stored back to back in one
+        pack are fetched with a single ranged read of at most ``max_read`` bytes."""
+        table = self.index.table
+        locs = []
+        for bid in blob_ids:
+            loc = table.lookup(bid)
+            if loc is None:
+                raise IntegrityError(f"blob {bid.hex()} is not in the index (missing data)",
+                                     hint="run 'ebas check'; 'ebas repair index' if packs are present")
+            locs.append(loc)
+        out: list[bytes] = []
+        i, n = 0, len(blob_ids)
+        while i < n:
+            pack, start, length = locs[i]
+            end = start + length
+            j = i + 1
+            while j < n and locs[j][0] == pack and locs[j][1] == end and end - start + locs[j][2] <= max_read:
+                end += locs[j][2]
+                j += 1
+            if j == i + 1:
+                out.append(self.get_blob(blob_ids[i]))
+                i = j
+                continue
+            try:
+                data = self.store.get(pack_name(pack), start, end - start)
+            except ObjectNotFound:
+                raise IntegrityError(f"pack {pack.hex()[:16]} is missing",
+                                     hint="run 'ebas check'; restore the pack from a replica if you have one") from None
+            if len(data) != end - start:
+                raise IntegrityError(f"pack {pack.hex()[:16]} is truncated")
+            view = memoryview(data)
+            for k in range(i, j):
+                off = locs[k][1] - start
+                try:
+                    out.append(self.codec.decode(blob_ids[k], view[off : off + locs[k][2]]))
+                except IntegrityError as exc:
+                    raise IntegrityError(f"blob {blob_ids[k].hex()[:16]} in pack {pack.hex()[:16]} is corrupt: "
+                                         f"{exc.message}") from exc
+            i = j
+        return out
+
     def has_blob(self, blob_id: bytes) -> bool:
         """True if the index knows the blob."""
         return blob_id in self.index.table

@@ -99,7 +99,7 @@ class WriteSession:
             return None
         entries = self._entries
         self._buf += encode_header(self.repo.aead, entries)
-        data = bytes(self._buf)
+        data = self._buf  # handed over, never mutated again: no copy of up to pack_size bytes
         self._buf = bytearray()
         self._entries = []
         return data, entries
