@@ -22,11 +22,13 @@ from ebas.errors import EXIT_ERROR, EXIT_INTERRUPTED, EbasError, UsageError
 class Env:
     """Per-invocation settings shared by all commands (no global state)."""
 
-    def __init__(self, repo: str | None, password_file: str | None, json_out: bool, quiet: bool):
+    def __init__(self, repo: str | None, password_file: str | None, json_out: bool, quiet: bool,
+                 catalog: str | None = None):
         self.repo_url = repo
         self.password_file = password_file
         self.json = json_out
         self.quiet = quiet
+        self.catalog = catalog  # --catalog PATH|URL (None: env EBAS_CATALOG, else the cache default)
 
     # -------------------------------------------------------------- secrets
     def password(self, prompt: str = "repository password", confirm: bool = False) -> str:
@@ -56,10 +58,11 @@ class Env:
         """Open the repository (config, key) or raise a clear error."""
         from ebas.repo.repository import Repository
         from ebas.storage.registry import open_store
+        from ebas.storage.stack import build_stack
 
         url = self.url()
         password = self.password()
-        repo = Repository.open(open_store(url), password)
+        repo = Repository.open(build_stack(open_store(url)), password)
         for w in repo.key_warnings:
             self.note(f"warning: {w}")
         return repo
@@ -93,17 +96,19 @@ def json_option(f):
 def get_env(ctx: click.Context) -> Env:
     """The Env of this invocation."""
     obj = ctx.find_root().obj
-    return Env(obj["repo"], obj["password_file"], bool(obj.get("json")), bool(obj.get("quiet")))
+    return Env(obj["repo"], obj["password_file"], bool(obj.get("json")), bool(obj.get("quiet")), obj.get("catalog"))
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.option("-r", "--repo", metavar="URL", help="repository URL or path (env EBAS_REPOSITORY)")
 @click.option("--password-file", metavar="FILE", help="read the password from FILE (env EBAS_PASSWORD_FILE)")
+@click.option("--catalog", metavar="URL|PATH", help="catalog database: a SQLite path or postgresql://... "
+              "(env EBAS_CATALOG; default: a file in ~/.cache/ebas; 'none' disables it)")
 @click.option("--json", "json_out", is_flag=True, help="print machine-readable JSON")
 @click.option("-q", "--quiet", is_flag=True, help="print only results and errors")
 @click.version_option(__version__, prog_name="ebas")
 @click.pass_context
-def cli(ctx: click.Context, repo, password_file, json_out, quiet) -> None:
+def cli(ctx: click.Context, repo, password_file, catalog, json_out, quiet) -> None:
     """ebas: deduplicating, encrypted, verifiable backups.
 
     \b
@@ -111,15 +116,16 @@ def cli(ctx: click.Context, repo, password_file, json_out, quiet) -> None:
     11 locked, 12 wrong password / bad key file, 13 corrupt or tampered data, 130 interrupted.
     """
     obj = ctx.ensure_object(dict)
-    obj.update(repo=repo, password_file=password_file, quiet=quiet)
+    obj.update(repo=repo, password_file=password_file, quiet=quiet, catalog=catalog)
     if json_out:
         obj["json"] = True
 
 
 def _register() -> None:
-    from ebas.cli import cmd_backup, cmd_keys, cmd_maint, cmd_restore, cmd_snapshots
+    from ebas.cli import (cmd_backup, cmd_catalog, cmd_keys, cmd_maint, cmd_prune, cmd_restore, cmd_retention,
+                          cmd_snapshots)
 
-    for mod in (cmd_backup, cmd_restore, cmd_snapshots, cmd_keys, cmd_maint):
+    for mod in (cmd_backup, cmd_restore, cmd_snapshots, cmd_keys, cmd_maint, cmd_catalog, cmd_retention, cmd_prune):
         mod.register(cli)
 
 

@@ -31,6 +31,7 @@ class RepoConfig:
     id_hash: str = "blake3-keyed"
     version: int = FORMAT_VERSION
     created_ns: int = 0
+    object_lock: dict | None = None  # {"mode": "governance"|"compliance", "days": N}
 
     def encode(self) -> bytes:
         """Canonical JSON bytes."""
@@ -44,6 +45,8 @@ class RepoConfig:
             "id_hash": self.id_hash,
             "created": self.created_ns,
         }
+        if self.object_lock:
+            doc["object_lock"] = self.object_lock
         return json.dumps(doc, sort_keys=True, indent=1).encode()
 
     @classmethod
@@ -68,6 +71,7 @@ class RepoConfig:
                 id_hash=doc["id_hash"],
                 version=version,
                 created_ns=int(doc.get("created", 0)),
+                object_lock=doc.get("object_lock"),
             )
         except (ValueError, KeyError, TypeError) as exc:
             raise IntegrityError(f"repository config is malformed: {exc}") from exc

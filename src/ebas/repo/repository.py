@@ -78,8 +78,10 @@ class Repository:
         if store.exists(CONFIG_NAME) or any(True for _ in store.list("keys/")):
             raise RepositoryExists(f"a repository already exists at {store.url}",
                                    hint="use another location, or open this one")
+        lock = store.object_lock()
         config = RepoConfig(repo_id=entropy.token_bytes(16).hex(), chunker=chunker or ChunkerParams(),
-                            pack_size=pack_size, compression=compression, created_ns=clock.now_ns())
+                            pack_size=pack_size, compression=compression, created_ns=clock.now_ns(),
+                            object_lock={"mode": lock[0], "days": lock[1]} if lock else None)
         master = keyfiles.MasterKey.generate(entropy)
         host, user = _whoami()
         key_id = keyfiles.add_key(store, master, password, entropy=entropy, clock=clock, hostname=host,
@@ -93,6 +95,9 @@ class Repository:
         """Open an existing repository; raises ``RepositoryNotFound`` / ``WrongPassword`` /
         ``KeyFileError`` / ``UnsupportedFormat`` with a hint."""
         config = cls.read_config(store)
+        if config.object_lock and store.object_lock() is None:
+            # the repository was created with write-once retention: every later write keeps it
+            store.set_object_lock(config.object_lock["mode"], config.object_lock["days"])
         warnings: list[str] = []
         master, key_id = keyfiles.open_master_key(store, password, warnings=warnings)
         repo = cls(store, config, master, key_id, clock=clock, entropy=entropy)

@@ -230,6 +230,15 @@ class Store(abc.ABC):
     def uploads(self, prefix: str = "") -> list[PendingUpload]:
         """Uploads begun but neither completed nor aborted (e.g. left by a crash)."""
 
+    # -- write-once retention (S3 Object Lock); most stores have none
+    def object_lock(self) -> tuple[str, float] | None:
+        """``(mode, days)`` of the retention every write sets, or None."""
+        return None
+
+    def set_object_lock(self, mode: str, days: float) -> None:
+        """Make every later write set ``mode`` retention for ``days`` days."""
+        raise UsageError(f"{self.url}: this store does not support object lock (write-once retention)")
+
     def close(self) -> None:
         """Release connections and handles."""
 

@@ -24,6 +24,12 @@ class StoreWrapper(Store):
     def capabilities(self) -> Capabilities:  # type: ignore[override]
         return self.inner.capabilities
 
+    def object_lock(self) -> tuple[str, float] | None:
+        return self.inner.object_lock()
+
+    def set_object_lock(self, mode: str, days: float) -> None:
+        self.inner.set_object_lock(mode, days)
+
     def put(self, name: str, data: bytes) -> None:
         self.inner.put(name, data)
 
