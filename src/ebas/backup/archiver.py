@@ -171,6 +171,8 @@ class Archiver:
 
     def _root_tree(self, paths: list[str], plan: ChangePlan) -> bytes:
         """Build the tree of directories leading to each source path (like restic)."""
+        if "/" in paths:  # the whole file system: "/" is the root tree itself (a node needs a name)
+            return self._walk_dir(b"/", plan.parent_root, os.lstat("/").st_dev)
         layout: dict = {}
         for p in paths:
             parts = [os.fsencode(c) for c in p.strip("/").split("/") if c]
@@ -185,7 +187,8 @@ class Archiver:
 
     def _layout_tree(self, layout: dict, prefix: bytes, prev_tree: bytes | None) -> bytes:
         prev = self._prev_nodes(prev_tree)
-        nodes = []
+        nodes: list[Node | Future] = []
+        reused: list[tuple[int, Node, bytes]] = []
         for name, sub in sorted(layout.items()):
             path = prefix + name if prefix.endswith(b"/") else prefix + b"/" + name
             old = prev.get(name)
@@ -196,9 +199,13 @@ class Archiver:
             else:
                 st = os.lstat(path)
                 node = self._scan_entry(name, path, st, old, root_dev=st.st_dev)
-                if node is not None:
+                if node is not None:  # a source path that is a file: a Node, or a Future while it is read
+                    if isinstance(node, Node) and node.type == FILE and node.content:
+                        reused.append((len(nodes), node, path))
                     nodes.append(node)
-        return self._store_tree(nodes)
+        self._verify_reused(nodes, reused)
+        done = [n.result() if isinstance(n, Future) else n for n in nodes]
+        return self._store_tree([n for n in done if n is not None])
 
     def _dir_node(self, name: bytes, path: bytes) -> Node:
         st = os.lstat(path)
@@ -223,11 +230,14 @@ class Archiver:
             self._warn(str(exc))
 
     # ---------------------------------------------------------------- walk
-    def _scan_entry(self, name: bytes, path: bytes, st: os.stat_result, old: Node | None, root_dev: int):
+    def _scan_entry(self, name: bytes, path: bytes, st: os.stat_result, old: Node | None, root_dev: int,
+                    dir_fd: int | None = None):
+        """Node for one entry; with ``dir_fd``, I/O goes relative to the parent directory's
+        fd so that paths of any length work (``path`` is then only for excludes and messages)."""
         if self.excludes.excluded(path, stat_mod.S_ISDIR(st.st_mode)):
             return None
         node = node_from_stat(name, st, owners=self.owners)
-        self._extras(path, node)
+        self._extras(_io_path(path, name, dir_fd), node)
         if node.type == DIR:
             node.atime_ns = 0  # listing the directory changes it: recording it would churn every tree
             self.stats.dirs += 1
@@ -235,52 +245,70 @@ class Archiver:
                 node.subtree = self._store_tree([])
                 self._warn(f"{show_path(path)}: other file system, contents not backed up (--one-file-system)")
                 return node
-            node.subtree = self._walk_dir(path, old.subtree if old and old.type == DIR else None, root_dev)
+            node.subtree = self._walk_dir(path, old.subtree if old and old.type == DIR else None, root_dev,
+                                          parent_fd=dir_fd)
             return node
         if node.type == FILE:
             self.stats.files += 1
             self.stats.bytes_logical += node.size
-            return self._file_node(node, path, old)
+            return self._file_node(node, path, old, dir_fd)
         self.stats.others += 1
         return node
 
-    def _walk_dir(self, path: bytes, prev_tree: bytes | None, root_dev: int) -> bytes:
+    def _walk_dir(self, path: bytes, prev_tree: bytes | None, root_dev: int, parent_fd: int | None = None) -> bytes:
         prev = self._prev_nodes(prev_tree)
         try:
-            with os.scandir(path) as it:
-                entries = sorted(it, key=lambda e: e.name)
+            if parent_fd is None:
+                dfd = os.open(path, _DIR_FLAGS)
+            else:
+                dfd = os.open(os.path.basename(path), _DIR_FLAGS, dir_fd=parent_fd)
+        except OSError as exc:
+            self._error(f"cannot open directory {show_path(path)}: {exc.strerror}; directory skipped")
+            return self._store_tree([])
+        try:
+            return self._walk_open_dir(path, dfd, prev_tree, prev, root_dev)
+        finally:
+            os.close(dfd)
+
+    def _walk_open_dir(self, path: bytes, dfd: int, prev_tree: bytes | None, prev: dict, root_dev: int) -> bytes:
+        try:
+            with os.scandir(dfd) as it:
+                entries = sorted(((os.fsencode(e.name), e) for e in it), key=lambda t: t[0])
         except OSError as exc:
             self._error(f"cannot list {show_path(path)}: {exc.strerror}; directory skipped")
             return self._store_tree([])
         nodes: list[Node | Future] = []
         reused: list[tuple[int, Node, bytes]] = []
-        for entry in entries:
+        base = path.rstrip(b"/") + b"/"
+        for name, entry in entries:
+            epath = base + name
             try:
                 st = entry.stat(follow_symlinks=False)
             except OSError as exc:
                 if exc.errno == 2:
-                    self._warn(f"{show_path(entry.path)} vanished during backup; skipped")
+                    self._warn(f"{show_path(epath)} vanished during backup; skipped")
                 else:
-                    self._error(f"cannot stat {show_path(entry.path)}: {exc.strerror}; skipped")
+                    self._error(f"cannot stat {show_path(epath)}: {exc.strerror}; skipped")
                 continue
-            node = self._scan_entry(entry.name, entry.path, st, prev.get(entry.name), root_dev)
+            node = self._scan_entry(name, epath, st, prev.get(name), root_dev, dfd)
             if node is None:
                 continue
             if isinstance(node, Node) and node.type == FILE and node.content:
-                reused.append((len(nodes), node, entry.path))
+                reused.append((len(nodes), node, epath))
             nodes.append(node)
-        self._verify_reused(nodes, reused)
+        self._verify_reused(nodes, reused, dfd)
         done = []
         for n in nodes:
             if isinstance(n, Future):
                 n = n.result()
             if n is not None:
                 done.append(n)
-        if prev_tree and len(done) == len(prev) and all(n == prev.get(n.name) for n in done):
+        # (``prev`` is empty when the previous tree could not be read: never point at it then)
+        if prev_tree and prev and len(done) == len(prev) and all(n == prev.get(n.name) for n in done):
             return prev_tree  # identical entries encode to the identical tree blob: skip the work
         return self._store_tree(done)
 
-    def _verify_reused(self, nodes: list, reused: list[tuple[int, Node, bytes]]) -> None:
+    def _verify_reused(self, nodes: list, reused: list[tuple[int, Node, bytes]], dir_fd: int | None = None) -> None:
         """Re-read unchanged files whose data is no longer in the index (damaged or
         pruned packs): a backup never builds on data that is not stored."""
         if not reused:
@@ -296,9 +324,9 @@ class Archiver:
                 node.content, node.extents = b"", []
                 self.stats.files_unmodified -= 1
                 self.stats.files_changed += 1
-                nodes[pos] = self.pool.submit(self._read_file, node, path)
+                nodes[pos] = self.pool.submit(self._read_file, node, path, dir_fd)
 
-    def _file_node(self, node: Node, path: bytes, old: Node | None):
+    def _file_node(self, node: Node, path: bytes, old: Node | None, dir_fd: int | None = None):
         if node.link_group and node.link_group in self._links:
             first = self._links[node.link_group]
             if isinstance(first, Node):
@@ -315,14 +343,14 @@ class Archiver:
                 self.stats.files_new += 1
             else:
                 self.stats.files_changed += 1
-            result = self.pool.submit(self._read_file, node, path)
+            result = self.pool.submit(self._read_file, node, path, dir_fd)
         if node.link_group:
             self._links[node.link_group] = result
         return result
 
-    def _read_file(self, node: Node, path: bytes) -> Node | None:
+    def _read_file(self, node: Node, path: bytes, dir_fd: int | None = None) -> Node | None:
         try:
-            info = self.reader.read(node, path)
+            info = self.reader.read(node, path, dir_fd=dir_fd)
         except SourceError as exc:
             if "vanished" in str(exc):
                 self._warn(str(exc))
@@ -365,6 +393,18 @@ class Archiver:
             self.stats.warnings += 1
             if len(self.warnings) < MAX_ERRORS_KEPT:
                 self.warnings.append(msg)
+
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_PROC_FD = os.path.isdir("/proc/self/fd")
+
+
+def _io_path(path: bytes, name: bytes, dir_fd: int | None) -> bytes:
+    """A path for calls that take no ``dir_fd`` (xattrs, readlink): through
+    ``/proc/self/fd`` when the parent's fd is open, so its length does not matter."""
+    if dir_fd is None or not _PROC_FD:
+        return path
+    return b"/proc/self/fd/%d/%s" % (dir_fd, name)
 
 
 def _copy_content(first: Future, node: Node) -> Node | None:

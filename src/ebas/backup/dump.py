@@ -12,6 +12,7 @@ import tarfile
 from typing import BinaryIO
 
 from ebas.backup.browse import resolve, walk
+from ebas.backup.fswrite import check_component
 from ebas.repo.tree import BLOCKDEV, CHARDEV, DIR, FIFO, FILE, SYMLINK, Node
 
 ZERO = bytes(1 << 20)
@@ -99,6 +100,7 @@ def dump(repo, snapshot, path: str, out: BinaryIO) -> str:
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
         links: dict[str, str] = {}
         for p, n in walk(repo, tree, base or "/"):
+            check_component(n.name)  # a tampered tree must not put "../x" into the archive
             rel = p[len(base):].lstrip("/") if base else p.lstrip("/")
             ti = _tarinfo(rel, n)
             if n.type == FILE and n.link_group:

@@ -33,6 +33,14 @@ class ReadInfo:
     warnings: list[str] = field(default_factory=list)
 
 
+def _lexists(path: bytes, dir_fd: int | None) -> bool:
+    try:
+        os.stat(path, dir_fd=dir_fd, follow_symlinks=False)
+        return True
+    except OSError:
+        return False
+
+
 class FileReader:
     """Turns files and streams into data blobs through a write session."""
 
@@ -86,14 +94,23 @@ class FileReader:
         node.content, node.size = ids, total
         return ReadInfo(bytes_read=total)
 
-    def read(self, node: Node, path: bytes) -> ReadInfo:
-        """Read ``path`` into ``node.content`` (and ``extents`` for sparse files)."""
+    def read(self, node: Node, path: bytes, *, dir_fd: int | None = None) -> ReadInfo:
+        """Read ``path`` into ``node.content`` (and ``extents`` for sparse files).
+
+        With ``dir_fd``, the file is opened as ``node.name`` relative to that directory
+        (no length limit on the full path, which is only used in messages)."""
         info = ReadInfo()
         try:
-            fd = open_source_file(path)
+            if dir_fd is None:
+                fd = open_source_file(path)
+            else:
+                fd = open_source_file(node.name, dir_fd=dir_fd)
         except SourceError as exc:
-            if not os.path.lexists(path):
+            if not _lexists(path if dir_fd is None else node.name, dir_fd):
                 raise SourceError(f"{show_path(path)} vanished during backup; skipped") from exc
+            if dir_fd is not None:
+                reason = str(exc).split(": ", 1)[-1]
+                raise SourceError(f"cannot read {show_path(path)}: {reason}") from exc
             raise
         try:
             for attempt in range(RETRIES + 1):
@@ -107,7 +124,8 @@ class FileReader:
                                          "the last read is stored and may be inconsistent")
                     break
                 os.lseek(fd, 0, os.SEEK_SET)
-            node.size = before.st_size if not node.extents else node.size
+            # node.size was set by _read_fd to the bytes actually stored (the file's size
+            # when it held still; what the last read saw when it kept changing)
             node.mtime_ns, node.ctime_ns = after.st_mtime_ns, after.st_ctime_ns
         except OSError as exc:
             raise SourceError(f"cannot read {show_path(path)}: {exc.strerror}; skipped") from exc

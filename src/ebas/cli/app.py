@@ -76,8 +76,9 @@ class Env:
     def emit(self, data, text: str | None = None) -> None:
         """Print ``data`` as JSON with --json, else ``text`` (if any)."""
         if self.json:
+            # ASCII JSON: names that are not valid UTF-8 travel as \udcXX escapes, still valid JSON
             click.echo(json.dumps(data, indent=None if isinstance(data, list) and len(data) > 50 else 2,
-                                  default=str, ensure_ascii=False))
+                                  default=str, ensure_ascii=True))
         elif text is not None:
             click.echo(text)
 
@@ -122,10 +123,11 @@ def cli(ctx: click.Context, repo, password_file, catalog, json_out, quiet) -> No
 
 
 def _register() -> None:
-    from ebas.cli import (cmd_backup, cmd_catalog, cmd_keys, cmd_maint, cmd_prune, cmd_restore, cmd_retention,
-                          cmd_snapshots)
+    from ebas.cli import (cmd_backup, cmd_catalog, cmd_copy, cmd_keys, cmd_maint, cmd_prune, cmd_restore,
+                          cmd_retention, cmd_snapshots)
 
-    for mod in (cmd_backup, cmd_restore, cmd_snapshots, cmd_keys, cmd_maint, cmd_catalog, cmd_retention, cmd_prune):
+    for mod in (cmd_backup, cmd_restore, cmd_snapshots, cmd_keys, cmd_maint, cmd_catalog, cmd_retention, cmd_prune,
+                cmd_copy):
         mod.register(cli)
 
 
