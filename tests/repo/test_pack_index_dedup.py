@@ -331,6 +331,43 @@ def test_dedup_remove_packs():
     assert t.lookup(ids[1]) == (p[0], 999, 10)
 
 
+def test_dedup_lookups_stay_correct_while_another_thread_merges(monkeypatch):
+    """Readers (a backup's change detection) run while upload threads add blobs and the
+    table merges its pending additions: a known blob must never look absent."""
+    import threading
+
+    monkeypatch.setattr(dedup_mod, "MERGE_AT", 500)
+    t = DedupTable()
+    known = _ids(5000, seed=6)
+    for i, b in enumerate(known):
+        t.add(b, b"\x01" * 32, i, 10)
+    t.compact()
+    stop = threading.Event()
+    misses: list = []
+
+    def reader():
+        while not stop.is_set():
+            try:
+                if not t.contains_many(known[:2000]).all():
+                    misses.append("contains_many")
+                for b in known[:50]:
+                    if b not in t or t.lookup(b) is None:
+                        misses.append("lookup")
+            except Exception as exc:  # noqa: BLE001
+                misses.append(repr(exc))
+
+    th = threading.Thread(target=reader)
+    th.start()
+    try:
+        for k, b in enumerate(_ids(60_000, seed=7)):
+            t.add(b, b"\x02" * 32, k, 10)
+    finally:
+        stop.set()
+        th.join()
+    assert misses == []
+    assert len(t) == 65_000
+
+
 def test_dedup_memory_at_100k_entries_is_under_32_bytes_each():
     ids = _ids(100_000, seed=5)
     packs = [i.to_bytes(32, "big") for i in range(100)]

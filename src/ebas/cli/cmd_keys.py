@@ -29,6 +29,18 @@ def _new_password(env) -> str:
     return pw
 
 
+def _kdf():
+    """None (production parameters), or tiny ones when EBAS_TEST_FAST_KDF is set (test suites only)."""
+    import os
+
+    if not os.environ.get("EBAS_TEST_FAST_KDF"):
+        return None
+    from ebas.crypto.kdf import KdfParams
+    from ebas.runtime import SYSTEM_ENTROPY
+
+    return KdfParams.fast_for_tests(SYSTEM_ENTROPY)
+
+
 @click.group("key")
 def key_group():
     """Manage the passwords (key files) that open the repository."""
@@ -62,7 +74,7 @@ def key_add(ctx):
     repo = env.open_repo()
     host, user = _whoami()
     kid = add_key(repo.store, repo.master, _new_password(env), entropy=repo.entropy, clock=repo.clock,
-                  hostname=host, username=user)
+                  hostname=host, username=user, kdf=_kdf())
     env.emit({"added": kid}, f"added key {kid[:10]}")
 
 
@@ -92,7 +104,7 @@ def key_passwd(ctx):
     repo = env.open_repo()
     host, user = _whoami()
     kid = change_password(repo.store, repo.master, repo.key_id, _new_password(env), entropy=repo.entropy,
-                          clock=repo.clock, hostname=host, username=user)
+                          clock=repo.clock, hostname=host, username=user, kdf=_kdf())
     env.emit({"old": repo.key_id, "new": kid}, f"password changed: key {repo.key_id[:10]} replaced by {kid[:10]}")
 
 

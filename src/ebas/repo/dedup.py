@@ -109,13 +109,14 @@ class DedupTable:
     # --------------------------------------------------------------- lookups
     def lookup(self, blob_id: bytes) -> tuple[bytes, int, int] | None:
         """``(pack_id, offset, length)`` of a blob, or None."""
-        r = self._delta.get(blob_id)
-        if r is None:
-            i = self._find(blob_id)
-            if i < 0:
-                return None
-            r = (int(self._pack[i]), int(self._off[i]), int(self._len[i]))
-        return self.packs[r[0]], r[1], r[2]
+        with self._lock:  # a merge swaps the delta and the arrays: never look at half of it
+            r = self._delta.get(blob_id)
+            if r is None:
+                i = self._find(blob_id)
+                if i < 0:
+                    return None
+                r = (int(self._pack[i]), int(self._off[i]), int(self._len[i]))
+            return self.packs[r[0]], r[1], r[2]
 
     def _find(self, blob_id: bytes) -> int:
         hi, lo = _key(blob_id)
@@ -129,7 +130,8 @@ class DedupTable:
         return -1
 
     def __contains__(self, blob_id: bytes) -> bool:
-        return blob_id in self._delta or self._find(blob_id) >= 0
+        with self._lock:
+            return blob_id in self._delta or self._find(blob_id) >= 0
 
     def contains_many(self, blob_ids: list[bytes]) -> np.ndarray:
         """Vectorised membership test for many ids at once (bool array)."""
@@ -137,7 +139,11 @@ class DedupTable:
             return np.zeros(0, bool)
         ids = np.array(blob_ids, dtype="S32")
         hi, lo = _split(ids)
-        found = np.zeros(len(ids), bool)
+        with self._lock:
+            return self._contains_many_locked(blob_ids, hi, lo)
+
+    def _contains_many_locked(self, blob_ids: list[bytes], hi: np.ndarray, lo: np.ndarray) -> np.ndarray:
+        found = np.zeros(len(blob_ids), bool)
         if len(self._hi):
             left = self._hi.searchsorted(hi, "left")
             right = self._hi.searchsorted(hi, "right")

@@ -17,6 +17,12 @@ from ebas.storage.base import Store
 BACKENDS: dict[str, str] = {
     "file": "ebas.storage.backends.file:FileStore",
     "memory": "ebas.storage.backends.memory:MemoryStore",
+    "s3": "ebas.storage.backends.s3:S3Store",
+    "azure": "ebas.storage.backends.azure:AzureStore",
+    "gs": "ebas.storage.backends.gcs:GCSStore",
+    "gcs": "ebas.storage.backends.gcs:GCSStore",
+    "sftp": "ebas.storage.backends.sftp:SFTPStore",
+    "tape": "ebas.storage.backends.tape:TapeStore",
 }
 
 
