@@ -20,11 +20,11 @@ def entropy():
 
 def test_production_defaults(entropy):
     a = KdfParams.new(entropy)
-    assert (a.algorithm, a.time_cost, a.memory_kib, a.parallelism) == (ARGON2ID, 2, 32768, 2)
+    assert (a.algorithm, a.time_cost, a.memory_kib, a.parallelism) == (ARGON2ID, 2, 24576, 2)
     assert len(a.salt) == kdf.SALT_LEN
     s = KdfParams.new(entropy, SCRYPT)
     assert (s.n, s.r, s.p) == (2**17, 8, 1)
-    assert s.memory_bytes() == 128 * 1024**2 and a.memory_bytes() == 32 * 1024**2
+    assert s.memory_bytes() == 128 * 1024**2 and a.memory_bytes() == 24 * 1024**2
 
 
 @pytest.mark.parametrize("algorithm", [ARGON2ID, SCRYPT])

@@ -147,7 +147,7 @@ def test_default_kdf_is_production_argon2id(store, clock):
     key_id = add_key(store, MASTER, "pw", entropy=ENTROPY, clock=clock, hostname="h", username="u")
     kdf = json.loads(store.get("keys/" + key_id))["kdf"]
     assert kdf["algorithm"] == "argon2id"
-    assert (kdf["time_cost"], kdf["memory_kib"], kdf["parallelism"]) == (2, 32768, 2)
+    assert (kdf["time_cost"], kdf["memory_kib"], kdf["parallelism"]) == (2, 24576, 2)
     assert open_master_key(store, "pw") == (MASTER, key_id)
 
 

@@ -84,13 +84,13 @@ class KdfParams:
     def new(cls, entropy: Entropy, algorithm: str = ARGON2ID) -> "KdfParams":
         """Production parameters with a fresh random salt.
 
-        argon2id t=2, m=32 MiB, p=2 (about 25-40 ms here; above OWASP's recommended
+        argon2id t=2, m=24 MiB, p=2 (about 20-40 ms here; above OWASP's recommended
         minimum of t=2, m=19 MiB) keeps every command that opens the repository quick;
         the key file records the parameters, so stronger ones can be chosen per key.
         """
         salt = entropy.token_bytes(SALT_LEN)
         if algorithm == ARGON2ID:
-            return cls(ARGON2ID, salt, time_cost=2, memory_kib=32 * 1024, parallelism=2)
+            return cls(ARGON2ID, salt, time_cost=2, memory_kib=24 * 1024, parallelism=2)
         if algorithm == SCRYPT:
             return cls(SCRYPT, salt, n=2**17, r=8, p=1)
         raise UsageError(f"unknown KDF algorithm {algorithm!r} (known: {', '.join(ALGORITHMS)})")
