@@ -168,23 +168,26 @@ class Node:
             subtree = bytes.fromhex(d["subtree"]) if "subtree" in d else b""
             if subtree and len(subtree) != ID_LEN:
                 raise ValueError("bad subtree id")
-            node = cls(name, ntype, get("mode", 0), get("uid", 0), get("gid", 0), get("user", ""),
-                       get("group", ""), get("mtime", 0), get("ctime", 0), get("atime", 0), get("size", 0),
-                       get("inode", 0), get("dev", 0), get("nlink", 1), get("rdev", 0),
+            ints = (get("mode", 0), get("uid", 0), get("gid", 0), get("mtime", 0), get("ctime", 0),
+                    get("atime", 0), get("size", 0), get("inode", 0), get("dev", 0), get("nlink", 1), get("rdev", 0))
+            for v in ints:
+                if type(v) is not int:
+                    raise ValueError("a numeric field is not an integer")
+            mode, uid, gid, mtime, ctime, atime, size, inode, dev, nlink, rdev = ints
+            texts = (get("user", ""), get("group", ""), get("link_group", ""), get("error", ""))
+            for v in texts:
+                if type(v) is not str:
+                    raise ValueError("a text field is not a string")
+            user, group, link_group, error = texts
+            node = cls(name, ntype, mode, uid, gid, user, group, mtime, ctime, atime, size,
+                       inode, dev, nlink, rdev,
                        {_unb64(k): _unb64(v) for k, v in d["xattrs"]} if "xattrs" in d else {},
                        _unb64(d["acl_access"]) if "acl_access" in d else b"",
                        _unb64(d["acl_default"]) if "acl_default" in d else b"",
                        (_get_bytes(d, "target") or b"") if ntype == SYMLINK else b"",
-                       get("link_group", ""), content,
+                       link_group, content,
                        [(int(a), int(b), int(c)) for a, b, c in d["extents"]] if "extents" in d else [],
-                       subtree, get("error", ""))
-            for key in ("mode", "uid", "gid", "mtime_ns", "ctime_ns", "atime_ns", "size", "inode", "dev",
-                        "nlink", "rdev"):
-                if type(getattr(node, key)) is not int:
-                    raise ValueError(f"{key} is not an integer")
-            for key in ("user", "group", "link_group", "error"):
-                if type(getattr(node, key)) is not str:
-                    raise ValueError(f"{key} is not a string")
+                       subtree, error)
             return node
         except IntegrityError:
             raise
