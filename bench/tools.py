@@ -10,8 +10,9 @@ Every tool is driven as a subprocess, exactly as a user would run it:
     tool.snapshots()                # [{"id", "time"}, ...]
 
 Wall time is ``time.perf_counter`` around the child; peak RSS and CPU time come
-from ``os.wait4``'s rusage of that child (ru_maxrss covers the child and the
-descendants it waited for), so nothing needs installing.  ``stored_bytes`` is the
+from GNU ``/usr/bin/time`` (``%M``: the child's own peak, and the largest of the
+descendants it waited for), falling back to ``os.wait4``'s rusage, which is
+polluted by the harness's own RSS (see ``run``).  ``stored_bytes`` is the
 same measure for every tool: the sum of apparent file sizes under the
 repository directory (caches live outside it).
 
@@ -56,18 +57,49 @@ class Run:
         return self
 
 
+def _gnu_time() -> str | None:
+    """/usr/bin/time if it is GNU time (it reports the child's own peak RSS)."""
+    path = shutil.which("time", path="/usr/bin:/bin")
+    if not path:
+        return None
+    try:
+        r = subprocess.run([path, "-f", "%M", "-o", os.devnull, "true"], capture_output=True, timeout=10)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return path if r.returncode == 0 else None
+
+
+TIME_BIN = _gnu_time()
+
+
 def run(cmd: list[str], env: dict[str, str] | None = None, cwd: str | os.PathLike | None = None) -> Run:
-    """Run cmd to completion; wall time, peak RSS and CPU time of the child."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+    """Run cmd to completion; wall time, peak RSS and CPU time of the child.
+
+    Peak RSS comes from GNU time when present.  ``os.wait4``'s ru_maxrss is only
+    a fallback: Python starts children with vfork, and Linux carries the
+    parent's RSS high-water mark across the exec, so wait4 reports at least the
+    harness's own RSS (300 MiB for ``true`` when the harness holds 300 MiB).
+    """
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
+            tempfile.NamedTemporaryFile(mode="r", prefix="bench-time-") as tf:
+        argv = [TIME_BIN, "-f", "%M %U %S", "-o", tf.name, "--", *cmd] if TIME_BIN else list(cmd)
         t0 = time.perf_counter()
-        p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env, cwd=cwd)
+        p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err, env=env, cwd=cwd)
         _pid, status, ru = os.wait4(p.pid, 0)
         seconds = time.perf_counter() - t0
         p.returncode = os.waitstatus_to_exitcode(status)
+        rss_kb, cpu = ru.ru_maxrss, ru.ru_utime + ru.ru_stime
+        if TIME_BIN:
+            lines = tf.read().strip().splitlines()
+            try:
+                m, u, s = lines[-1].split()
+                rss_kb, cpu = int(m), float(u) + float(s)
+            except (IndexError, ValueError):
+                pass  # killed by a signal before time could report
         out.seek(0)
         err.seek(0)
         return Run(cmd=[str(c) for c in cmd], returncode=p.returncode, seconds=seconds,
-                   peak_rss_kb=ru.ru_maxrss, cpu_seconds=ru.ru_utime + ru.ru_stime,
+                   peak_rss_kb=rss_kb, cpu_seconds=cpu,
                    stdout=out.read().decode(errors="replace"), stderr=err.read().decode(errors="replace"))
 
 

@@ -14,6 +14,12 @@ from __future__ import annotations
 
 from ebas.backup.archiver import Archiver, BackupOptions, BackupResult
 from ebas.backup.browse import Change, diff_snapshots, list_path
+from ebas.backup.forget import ForgetResult
+from ebas.backup.forget import forget as _forget
+from ebas.backup.holding import add_hold, list_holds, release_hold, set_min_retention
+from ebas.backup.prune import PruneResult
+from ebas.backup.prune import prune as _prune
+from ebas.backup.retention import RetentionPolicy, parse_duration
 from ebas.backup.restorer import Restorer, RestoreResult
 from ebas.chunking.params import ChunkerParams
 from ebas.crypto.kdf import KdfParams
@@ -22,10 +28,13 @@ from ebas.repo.repository import Repository
 from ebas.repo.snapshots import Snapshot
 from ebas.runtime import SYSTEM_CLOCK, SYSTEM_ENTROPY, Clock, Entropy
 from ebas.storage.registry import open_store
+from ebas.storage.stack import build_stack
 
 __all__ = [
-    "BackupOptions", "BackupResult", "Change", "ChunkerParams", "KdfParams", "Repository", "RestoreResult",
-    "Snapshot", "backup", "diff", "init_repository", "ls", "open_repository", "repository_stats", "restore",
+    "BackupOptions", "BackupResult", "Change", "ChunkerParams", "ForgetResult", "KdfParams", "PruneResult",
+    "Repository", "RestoreResult", "RetentionPolicy", "Snapshot", "add_hold", "backup", "diff", "forget",
+    "init_repository", "list_holds", "ls", "open_repository", "parse_duration", "prune", "release_hold",
+    "repository_stats", "restore", "set_min_retention",
 ]
 
 
@@ -33,14 +42,16 @@ def init_repository(url: str, password: bytes | str, *, chunker: ChunkerParams |
                     pack_size: int = DEFAULT_PACK_SIZE, compression: str = "zstd", kdf: KdfParams | None = None,
                     clock: Clock = SYSTEM_CLOCK, entropy: Entropy = SYSTEM_ENTROPY) -> Repository:
     """Create a repository at ``url`` (a path, ``file://``, ``memory://``, ...) and open it."""
-    return Repository.init(open_store(url), password, chunker=chunker, pack_size=pack_size,
+    store = build_stack(open_store(url), clock=clock, entropy=entropy)
+    return Repository.init(store, password, chunker=chunker, pack_size=pack_size,
                            compression=compression, kdf=kdf, clock=clock, entropy=entropy)
 
 
 def open_repository(url: str, password: bytes | str, *, clock: Clock = SYSTEM_CLOCK,
                     entropy: Entropy = SYSTEM_ENTROPY) -> Repository:
     """Open the repository at ``url`` with ``password``."""
-    return Repository.open(open_store(url), password, clock=clock, entropy=entropy)
+    return Repository.open(build_stack(open_store(url), clock=clock, entropy=entropy), password, clock=clock,
+                           entropy=entropy)
 
 
 def backup(repo: Repository, paths: list[str], **options) -> BackupResult:
@@ -66,8 +77,22 @@ def diff(repo: Repository, a: str, b: str) -> list[Change]:
     return diff_snapshots(repo, repo.find_snapshot(a), repo.find_snapshot(b))
 
 
-def repository_stats(repo: Repository) -> dict:
-    """Logical and stored sizes, reduction, blob and pack counts."""
+def forget(repo: Repository, policy: RetentionPolicy | None = None, **options) -> ForgetResult:
+    """Remove snapshots by retention ``policy`` or ``snapshot_ids=[...]`` (see
+    :func:`ebas.backup.forget.forget` for the options: dry_run, allow_empty, group_by, ...)."""
+    return _forget(repo, policy, **options)
+
+
+def prune(repo: Repository, **options) -> PruneResult:
+    """Delete unreferenced data and repack mostly-unused packs (see :func:`ebas.backup.prune.prune`:
+    max_unused, grace_ns, max_wait, dry_run, ...)."""
+    return _prune(repo, **options)
+
+
+def repository_stats(repo: Repository, *, reclaimable: bool = False) -> dict:
+    """Logical and stored sizes, reduction, blob and pack counts; with ``reclaimable`` also
+    what a prune would free (walks every snapshot's trees: ``reclaimable_bytes``,
+    ``unused_bytes``, ``live_bytes``, ``referenced_blobs``, packs to delete / repack)."""
     snaps = repo.snapshots()
     logical = sum(int(s.stats.get("bytes_logical", 0)) for s in snaps)
     stored = 0
@@ -79,7 +104,7 @@ def repository_stats(repo: Repository) -> dict:
             packs += 1
             pack_bytes += info.size
     table = repo.index.table
-    return {
+    out = {
         "snapshots": len(snaps),
         "logical_bytes": logical,
         "stored_bytes": stored,
@@ -92,3 +117,15 @@ def repository_stats(repo: Repository) -> dict:
         "dedup_table_bytes": table.memory_bytes(),
         "dedup_bytes_per_blob": round(table.memory_bytes() / len(table), 2) if len(table) else 0.0,
     }
+    if reclaimable:
+        from ebas.backup.pruneplan import make_plan
+        from ebas.errors import EbasError
+
+        try:
+            plan = make_plan(repo).summary()
+        except EbasError as exc:  # a damaged repository still gets its other figures
+            out["reclaimable_error"] = exc.message
+        else:
+            out.update({k: plan[k] for k in ("reclaimable_bytes", "unused_bytes", "live_bytes", "referenced_blobs",
+                                             "packs_delete", "packs_repack", "packs_pending_delete")})
+    return out

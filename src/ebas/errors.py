@@ -23,6 +23,7 @@ to do next::
     │   ├── IndexDamaged (exit 13)           the dedup table cannot be trusted
     │   ├── SnapshotNotFound                 no snapshot matches an id or filter
     │   ├── AmbiguousSnapshot                an id prefix matches several snapshots
+    │   ├── SnapshotProtected                a legal hold or compliance retention forbids removal
     │   └── LockError (exit 11)              the repository is locked by someone else
     ├── SourceError                          a file being backed up could not be read
     └── RestoreError
@@ -178,6 +179,12 @@ class AmbiguousSnapshot(RepositoryError):
     """A snapshot id prefix matches more than one snapshot."""
 
     default_hint = "give more characters of the snapshot id"
+
+
+class SnapshotProtected(RepositoryError):
+    """A snapshot cannot be removed: a legal hold or a compliance retention protects it."""
+
+    default_hint = "a legal hold ends with 'ebas hold remove'; a compliance retention cannot be shortened"
 
 
 class LockError(RepositoryError):

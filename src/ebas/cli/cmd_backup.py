@@ -16,9 +16,12 @@ from ebas.errors import EXIT_PARTIAL, UsageError
 @click.option("--pack-size", type=int, help="target pack size in MiB (default 16)")
 @click.option("--no-compression", is_flag=True, help="store blobs without zstd")
 @click.option("--kdf", type=click.Choice(["argon2id", "scrypt"]), default="argon2id", show_default=True)
+@click.option("--object-lock", type=click.Choice(["governance", "compliance"]),
+              help="S3 only: write every object with Object Lock retention in this mode")
+@click.option("--lock-days", type=click.IntRange(min=1), help="retention length for --object-lock, in days")
 @json_option
 @click.pass_context
-def init_cmd(ctx, chunker_min, chunker_avg, chunker_max, pack_size, no_compression, kdf):
+def init_cmd(ctx, chunker_min, chunker_avg, chunker_max, pack_size, no_compression, kdf, object_lock, lock_days):
     """Create a new repository."""
     from dataclasses import replace
 
@@ -27,7 +30,7 @@ def init_cmd(ctx, chunker_min, chunker_avg, chunker_max, pack_size, no_compressi
     from ebas.repo.config import DEFAULT_PACK_SIZE
 
     env = get_env(ctx)
-    url = env.url()
+    url = _with_object_lock(env.url(), object_lock, lock_days)
     params = ChunkerParams()
     sizes = {k: v for k, v in (("min_size", chunker_min), ("avg_size", chunker_avg), ("max_size", chunker_max)) if v}
     if sizes:
@@ -45,6 +48,17 @@ def init_cmd(ctx, chunker_min, chunker_avg, chunker_max, pack_size, no_compressi
              "keep the password safe: without it the data cannot be recovered")
 
 
+def _with_object_lock(url: str, mode: str | None, days: int | None) -> str:
+    """``url`` with the S3 store options ``object_lock=MODE&lock_days=N`` added."""
+    if mode is None and days is None:
+        return url
+    if mode is None or days is None:
+        raise UsageError("--object-lock and --lock-days go together")
+    if not url.lower().startswith("s3://"):
+        raise UsageError("--object-lock needs an s3:// repository (a bucket created with Object Lock enabled)")
+    return f"{url}{'&' if '?' in url else '?'}object_lock={mode}&lock_days={days}"
+
+
 def _kdf_params(algorithm: str):
     """Production KDF parameters; tiny ones when EBAS_TEST_FAST_KDF is set (test suites only)."""
     import os
@@ -59,8 +73,11 @@ def _kdf_params(algorithm: str):
 
 @click.command("backup")
 @click.argument("paths", nargs=-1, type=click.Path())
-@click.option("--level", type=click.Choice(["full", "differential", "incremental"]), default="incremental",
-              show_default=True, help="how much of the source is re-read (the first backup is always full)")
+@click.option("--level", type=click.Choice(["full", "differential", "incremental", "auto"]), default="incremental",
+              show_default=True, help="how much of the source is re-read (the first backup is always full); "
+              "auto: a full per --full-every / --full-on, else incremental")
+@click.option("--full-every", metavar="DURATION", help="with --level auto: a full when the last is this old (7d)")
+@click.option("--full-on", metavar="WEEKDAY", help="with --level auto: a full on this weekday (e.g. sun)")
 @click.option("--tag", "tags", multiple=True, help="tag the snapshot (repeatable)")
 @click.option("--host", help="host name to record (default: this machine)")
 @click.option("--exclude", "excludes", multiple=True, metavar="GLOB", help="exclude matching paths (repeatable)")
@@ -71,8 +88,8 @@ def _kdf_params(algorithm: str):
 @click.option("--time", "time_iso", metavar="ISO8601", help="record this snapshot time instead of now")
 @json_option
 @click.pass_context
-def backup_cmd(ctx, paths, level, tags, host, excludes, exclude_files, one_file_system, use_stdin,
-               stdin_filename, time_iso):
+def backup_cmd(ctx, paths, level, full_every, full_on, tags, host, excludes, exclude_files, one_file_system,
+               use_stdin, stdin_filename, time_iso):
     """Back up PATHS (or standard input) into the repository."""
     from ebas.backup.archiver import Archiver, BackupOptions
 
@@ -90,11 +107,16 @@ def backup_cmd(ctx, paths, level, tags, host, excludes, exclude_files, one_file_
         except ValueError as exc:
             raise UsageError(f"--time: {exc}") from exc
     repo = env.open_repo()
+    if level == "auto" or full_every or full_on:
+        level = _auto_level(env, repo, level, paths, host, full_every, full_on, time_ns, use_stdin, stdin_filename)
     opts = BackupOptions(paths=list(paths), level=level, tags=list(tags), host=host or "", excludes=list(excludes),
                          exclude_files=list(exclude_files),
                          one_file_system=one_file_system, stdin_filename=stdin_filename if use_stdin else "",
                          time_ns=time_ns)
     result = Archiver(repo, opts).run()
+    from ebas.cli.cmd_catalog import index_new_snapshot
+
+    index_new_snapshot(env, repo, result.snapshot)  # never fails the backup
     s = result.snapshot
     st = s.stats
     for e in result.errors:
@@ -107,6 +129,30 @@ def backup_cmd(ctx, paths, level, tags, host, excludes, exclude_files, one_file_
     env.emit(result.to_json(), text)
     if s.partial:
         ctx.exit(EXIT_PARTIAL)
+
+
+def _auto_level(env, repo, level, paths, host, full_every, full_on, time_ns, use_stdin, stdin_filename) -> str:
+    """The concrete level for ``--level auto`` (see :func:`ebas.backup.chains.resolve_level`)."""
+    import os
+    import socket
+
+    from ebas.backup.chains import parse_weekday, resolve_level
+    from ebas.backup.retention import parse_duration
+
+    if level != "auto":
+        raise UsageError("--full-every and --full-on go with --level auto")
+    if not full_every and not full_on:
+        raise UsageError("--level auto needs --full-every DURATION and/or --full-on WEEKDAY")
+    srcs = ["/" + stdin_filename.strip("/")] if use_stdin else sorted({os.path.abspath(p) for p in paths})
+    now = time_ns or repo.clock.now_ns()
+    from datetime import datetime
+
+    chosen, why = resolve_level(repo.snapshots(), host or socket.gethostname(), srcs, now_ns=now,
+                                full_every_ns=parse_duration(full_every) if full_every else 0,
+                                full_on=parse_weekday(full_on) if full_on else None,
+                                tz=datetime.now().astimezone().tzinfo)
+    env.note(f"level auto: {chosen} ({why})")
+    return chosen
 
 
 def register(cli: click.Group) -> None:

@@ -13,9 +13,10 @@ from ebas.cli.render import human_size, local_time, mode_string, table
 @click.option("--host", help="only snapshots of this host")
 @click.option("--tag", "tags", multiple=True, help="only snapshots with this tag")
 @click.option("--path", help="only snapshots of this source path")
+@click.option("--chains", is_flag=True, help="group by backup chain (full -> differentials / incrementals)")
 @json_option
 @click.pass_context
-def snapshots_cmd(ctx, host, tags, path):
+def snapshots_cmd(ctx, host, tags, path, chains):
     """List snapshots, oldest first."""
     from ebas.repo.snapshots import filter_snapshots
 
@@ -24,6 +25,10 @@ def snapshots_cmd(ctx, host, tags, path):
     snaps = filter_snapshots(repo.snapshots(), host=host, tags=list(tags) or None, path=path)
     for p in repo.snapshot_problems:
         env.note(f"warning: unreadable snapshot {p}")
+    if chains:
+        from ebas.cli.cmd_chains import show_chains
+
+        return show_chains(env, snaps)
     rows = [[s.id[:8], local_time(s.time_ns), s.host, s.level, ",".join(s.tags), " ".join(s.paths),
              human_size(s.stats.get("bytes_logical", 0)) + (" PARTIAL" if s.partial else "")] for s in snaps]
     env.emit([s.to_json() for s in snaps],
@@ -31,17 +36,25 @@ def snapshots_cmd(ctx, host, tags, path):
 
 
 @click.command("ls")
-@click.argument("snapshot")
+@click.argument("snapshot", required=False)
 @click.argument("path", default="/")
 @click.option("-l", "--long", "long_format", is_flag=True, help="show mode, owner, size and time")
 @click.option("-R", "--recursive", is_flag=True, help="list subdirectories too")
+@click.option("--at", "at_time", metavar="TIME", help="list PATH as it was at TIME, from the catalog (give only PATH)")
 @snapshot_filters
 @json_option
 @click.pass_context
-def ls_cmd(ctx, snapshot, path, long_format, recursive, filter_host, filter_tags, filter_path):
-    """List the entries at PATH in SNAPSHOT."""
+def ls_cmd(ctx, snapshot, path, long_format, recursive, at_time, filter_host, filter_tags, filter_path):
+    """List the entries at PATH in SNAPSHOT (or, with --at TIME, at that time from the catalog)."""
     from ebas.backup.browse import list_path
 
+    if at_time is not None:
+        from ebas.cli.cmd_catalog import ls_at
+
+        return ls_at(ctx, at_time, snapshot if snapshot and path == "/" else path, long_format, recursive,
+                     filter_host, filter_tags, filter_path)
+    if snapshot is None:
+        raise click.UsageError("missing argument SNAPSHOT (or use --at TIME PATH)")
     env = get_env(ctx)
     repo = env.open_repo()
     snap = find(repo, snapshot, filter_host, filter_tags, filter_path)
@@ -88,15 +101,16 @@ def diff_cmd(ctx, snapshot_a, snapshot_b):
 
 
 @click.command("stats")
+@click.option("--no-reclaimable", is_flag=True, help="skip the walk of every tree that measures reclaimable space")
 @json_option
 @click.pass_context
-def stats_cmd(ctx):
-    """Logical vs stored size, reduction, chunk and pack counts."""
+def stats_cmd(ctx, no_reclaimable):
+    """Logical vs stored size, reduction, chunk and pack counts, space a prune would free."""
     from ebas.api import repository_stats
 
     env = get_env(ctx)
     repo = env.open_repo()
-    st = repository_stats(repo)
+    st = repository_stats(repo, reclaimable=not no_reclaimable)
     text = (f"snapshots:          {st['snapshots']}\n"
             f"logical size:       {human_size(st['logical_bytes'])}\n"
             f"stored size:        {human_size(st['stored_bytes'])}\n"
@@ -105,6 +119,12 @@ def stats_cmd(ctx):
             f"packs:              {st['packs']}\n"
             f"dedup table memory: {human_size(st['dedup_table_bytes'])} "
             f"({st['dedup_bytes_per_blob']} bytes per blob)")
+    if "reclaimable_error" in st:
+        text += f"\nreclaimable:        unknown ({st['reclaimable_error']})"
+    if "reclaimable_bytes" in st:
+        text += (f"\nunused in packs:    {human_size(st['unused_bytes'])}\n"
+                 f"reclaimable:        {human_size(st['reclaimable_bytes'])} (prune: {st['packs_delete']} pack(s) "
+                 f"to delete, {st['packs_repack']} to repack)")
     env.emit(st, text)
 
 

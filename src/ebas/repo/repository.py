@@ -39,6 +39,7 @@ class IndexState:
     table: "DedupTable"  # noqa: F821 - imported lazily (numpy) to keep CLI start-up fast
     segments: list[str] = field(default_factory=list)
     damaged: list[tuple[str, str]] = field(default_factory=list)
+    cached: bool = False  # mapped from the local dedup-table cache (ebas.repo.dedupcache)
 
 
 def _whoami() -> tuple[str, str]:
@@ -132,28 +133,43 @@ class Repository:
         from ebas.repo.dedup import DedupTable
         from ebas.repo.index import IndexSegment, check_segment_name
 
-        state = IndexState(DedupTable())
-        segments = []
-        superseded: set[str] = set()
-        for info in self.store.list("index/"):
-            try:
-                stored = self.store.get(info.name)
-                check_segment_name(info.name, stored)
-                seg = IndexSegment.decode(self.aead, stored, info.name)
-            except ObjectNotFound:
+        from ebas.repo import dedupcache
+
+        names = sorted(info.name for info in self.store.list("index/"))
+        cached = dedupcache.load(self.config.repo_id, names)  # docs/format.md, "Dedup table"
+        skip: set[str] = set()
+        while True:  # one pass, unless a segment turns out to be superseded by a later one (rare)
+            if cached is not None:
+                state = IndexState(cached.table, list(cached.segments), cached=True)
+                todo = [n for n in names if n not in cached.names]
+            else:
+                state, todo = IndexState(DedupTable()), names
+            superseded: set[str] = set()
+            for name in todo:
+                if name in skip:
+                    continue
+                try:
+                    stored = self.store.get(name)
+                    check_segment_name(name, stored)
+                    seg = IndexSegment.decode(self.aead, stored, name)
+                except ObjectNotFound:
+                    continue
+                except IntegrityError as exc:
+                    state.damaged.append((name, exc.message))
+                    continue
+                superseded.update("index/" + s.hex() for s in seg.supersedes)
+                state.table.add_segment(seg.packs, seg.entries)  # memory: the table plus one segment
+                state.segments.append(name)
+            if cached is not None and superseded & set(cached.segments):
+                cached = None  # a compaction replaced cached segments: rebuild from all of them
                 continue
-            except IntegrityError as exc:
-                state.damaged.append((info.name, exc.message))
-                continue
-            segments.append((info.name, seg))
-            superseded.update("index/" + s.hex() for s in seg.supersedes)
-        state.damaged = [(n, why) for n, why in state.damaged if n not in superseded]
-        for name, seg in sorted(segments):
-            if name in superseded:
-                continue
-            state.table.add_segment(seg.packs, seg.entries)
-            state.segments.append(name)
+            if not superseded & set(state.segments):
+                break
+            skip |= superseded
+        state.damaged = [(n, why) for n, why in state.damaged if n not in superseded | skip]
         state.table.compact()
+        if not state.damaged and (cached is None or todo):
+            dedupcache.save(self.config.repo_id, names, state.segments, state.table)
         return state
 
     def require_healthy_index(self) -> None:

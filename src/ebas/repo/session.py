@@ -24,6 +24,7 @@ from ebas.crypto.ids import pack_id as hash_pack
 from ebas.errors import EbasError, IntegrityError
 from ebas.repo.index import IndexSegment, segment_name
 from ebas.repo.pack import PackEntry, encode_header, pack_id_from_name, pack_name, read_pack_header
+from ebas.repo.prunestate import condemned_packs
 
 
 @dataclass
@@ -93,6 +94,28 @@ class WriteSession:
         if sealed is not None:
             self._submit(*sealed)
         return bid, True
+
+    def put_stored(self, blob_id: bytes, kind: int, codec: int, stored, raw_length: int) -> bool:
+        """Append an already encoded blob (prune copying a live blob out of a pack it
+        repacks) without the dedup check against the table; False if this session
+        already holds it. The caller has verified ``stored`` (``codec.decode``)."""
+        if self._failed is not None:
+            raise self._failed
+        sealed = None
+        with self._lock:
+            if blob_id in self._pending:
+                return False
+            self._pending.add(blob_id)
+            self._entries.append(PackEntry(blob_id, kind, codec, len(self._buf), len(stored), raw_length))
+            self._buf += stored
+            self.stats.blobs_new += 1
+            self.stats.bytes_raw_new += raw_length
+            self.stats.bytes_stored_new += len(stored)
+            if len(self._buf) >= self.pack_size:
+                sealed = self._take_pack_locked()
+        if sealed is not None:
+            self._submit(*sealed)
+        return True
 
     def _take_pack_locked(self) -> tuple[bytes, list[PackEntry]] | None:
         if not self._entries:
@@ -191,12 +214,13 @@ class WriteSession:
         session) after verifying their headers, so their blobs are reused instead of
         uploaded again. Returns the number of packs adopted."""
         adopted = 0
+        condemned = condemned_packs(self.repo)  # a prune is deleting these: never depend on them
         for info in self.repo.store.list("data/"):
             try:
                 pid = pack_id_from_name(info.name)
             except IntegrityError:
                 continue
-            if self.table.has_pack(pid):
+            if self.table.has_pack(pid) or pid in condemned:
                 continue
             try:
                 entries = read_pack_header(self.repo.store, info.name, self.repo.aead, size=info.size)

@@ -1,0 +1,1 @@
+"""Catalog engines: SQLite (embedded) and PostgreSQL, behind ebas.catalog.db.base.Backend."""

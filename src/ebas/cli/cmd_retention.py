@@ -1,0 +1,239 @@
+"""``ebas forget`` and ``ebas hold add|remove|list|compliance``."""
+
+from __future__ import annotations
+
+import click
+
+from ebas.cli.app import get_env, json_option
+from ebas.cli.render import human_size, local_time, table
+from ebas.errors import UsageError
+
+
+def _local_tz():
+    from datetime import datetime
+
+    return datetime.now().astimezone().tzinfo
+
+
+def parse_when(text: str, now_ns: int) -> int:
+    """An ISO date/time (local time unless it has an offset) or a duration from now (``7y``)."""
+    from datetime import datetime
+
+    from ebas.backup.retention import parse_duration
+
+    try:
+        return now_ns + parse_duration(text.lstrip("+"))
+    except UsageError:
+        pass
+    try:
+        dt = datetime.fromisoformat(text)
+    except ValueError:
+        raise UsageError(f"invalid time {text!r}",
+                         hint="use an ISO date (2031-12-31) or a duration (7y, 90d)") from None
+    if dt.tzinfo is None:
+        dt = dt.astimezone()
+    return int(dt.timestamp() * 1e9)
+
+
+def parse_percent(text: str) -> float:
+    """``10%`` / ``10`` -> 0.10; ``unlimited`` -> 1.0."""
+    t = text.strip().lower()
+    if t == "unlimited":
+        return 1.0
+    try:
+        v = float(t.rstrip("%"))
+    except ValueError:
+        raise UsageError(f"invalid percentage {text!r}", hint="e.g. --max-unused 10%") from None
+    if not 0 <= v <= 100:
+        raise UsageError(f"--max-unused must be between 0% and 100%, got {text!r}")
+    return v / 100
+
+
+def prune_options(f):
+    """The options of ``ebas prune`` (shared by ``forget --prune``)."""
+    f = click.option("--lock-wait", default="0s", show_default=True, metavar="DURATION",
+                     help="wait this long for another prune to finish instead of refusing")(f)
+    f = click.option("--max-wait", default="1h", show_default=True, metavar="DURATION",
+                     help="wait this long for backups running at the start to finish before deleting "
+                          "(what is left is finished by the next prune)")(f)
+    f = click.option("--grace", default="1h", show_default=True, metavar="DURATION",
+                     help="never delete unindexed packs younger than this (a backup may be writing them)")(f)
+    f = click.option("--max-unused", default="10%", show_default=True, metavar="PERCENT",
+                     help="repack packs with more than this share of unused data")(f)
+    return f
+
+
+def run_prune(env, repo, *, max_unused: str, grace: str, max_wait: str, lock_wait: str, dry_run: bool = False):
+    """Prune with CLI option strings; returns ``(result, text)``."""
+    from ebas.backup.prune import prune
+    from ebas.backup.retention import parse_duration
+
+    res = prune(repo, max_unused=parse_percent(max_unused), grace_ns=parse_duration(grace),
+                max_wait=parse_duration(max_wait) / 1e9, lock_wait=parse_duration(lock_wait) / 1e9,
+                dry_run=dry_run)
+    p = res.plan
+    lines = [f"marked {p.get('snapshots', 0)} snapshot(s): {p.get('trees', 0)} trees, "
+             f"{p.get('referenced_blobs', 0)} referenced blobs ({human_size(p.get('live_bytes', 0))} live, "
+             f"{human_size(p.get('unused_bytes', 0))} unused)"]
+    if dry_run:
+        lines.append(f"would delete {p.get('packs_delete', 0)} pack(s), repack {p.get('packs_repack', 0)} "
+                     f"(copying {human_size(p.get('repack_bytes', 0))}), adopt {p.get('packs_adopt', 0)}: "
+                     f"frees about {human_size(p.get('reclaimable_bytes', 0))}")
+    else:
+        lines.append(f"deleted {res.packs_deleted} pack(s), repacked {res.packs_repacked} "
+                     f"({res.blobs_copied} blobs, {human_size(res.bytes_copied)} copied), adopted "
+                     f"{res.packs_adopted}, kept {res.packs_resurrected} that new snapshots need")
+        lines.append(f"packs: {human_size(res.bytes_before)} before, {human_size(res.bytes_after)} after, "
+                     f"{human_size(res.bytes_freed)} freed in {res.duration_s:.1f}s")
+    for pend in res.pending:
+        who = "; ".join(pend.get("waiting_for", [])) or "a damaged index or snapshot"
+        lines.append(f"pending: {pend['packs']} pack(s) of {pend['record']} wait for {who}; run prune again later")
+    for prob in res.problems:
+        env.note(f"warning: {prob}")
+    return res, "\n".join(lines)
+
+
+@click.command("forget")
+@click.argument("snapshots", nargs=-1)
+@click.option("--keep-last", type=click.IntRange(min=0), default=0, help="keep the N newest snapshots")
+@click.option("--keep-hourly", type=click.IntRange(min=0), default=0, help="keep the newest of each of N hours")
+@click.option("--keep-daily", type=click.IntRange(min=0), default=0, help="keep the newest of each of N days")
+@click.option("--keep-weekly", type=click.IntRange(min=0), default=0, help="keep the newest of each of N weeks")
+@click.option("--keep-monthly", type=click.IntRange(min=0), default=0, help="keep the newest of each of N months")
+@click.option("--keep-yearly", type=click.IntRange(min=0), default=0, help="keep the newest of each of N years")
+@click.option("--keep-within", metavar="DURATION", help="keep everything newer than DURATION (e.g. 30d, 1y6m)")
+@click.option("--keep-tag", "keep_tags", multiple=True, help="keep snapshots with this tag (repeatable)")
+@click.option("--group-by", default="host,paths", show_default=True,
+              help="apply the policy per group: any of host, paths, tags ('' = all snapshots together)")
+@click.option("--host", help="only consider snapshots of this host")
+@click.option("--tag", "tags", multiple=True, help="only consider snapshots with this tag")
+@click.option("--path", help="only consider snapshots of this source path")
+@click.option("-n", "--dry-run", is_flag=True, help="list every snapshot with the rule that keeps or removes it")
+@click.option("--allow-empty", is_flag=True, help="allow removing every snapshot of a group")
+@click.option("--prune", "then_prune", is_flag=True, help="prune right after removing snapshots")
+@prune_options
+@json_option
+@click.pass_context
+def forget_cmd(ctx, snapshots, keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly, keep_yearly,
+               keep_within, keep_tags, group_by, host, tags, path, dry_run, allow_empty, then_prune, max_unused,
+               grace, max_wait, lock_wait):
+    """Remove snapshots by retention policy (or the given SNAPSHOTS); data goes with prune.
+
+    Legal holds and compliance retention always keep their snapshots; a snapshot dated in
+    the future (clock skew) is never removed by a policy.
+    """
+    from ebas.backup.forget import forget
+    from ebas.backup.retention import RetentionPolicy, parse_duration
+
+    env = get_env(ctx)
+    policy = RetentionPolicy(keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly, keep_yearly,
+                             parse_duration(keep_within) if keep_within else 0, tuple(keep_tags))
+    groups = [g.strip() for g in group_by.split(",") if g.strip()]
+    repo = env.open_repo()
+    res = forget(repo, None if snapshots and policy.empty else policy, snapshot_ids=list(snapshots), dry_run=dry_run,
+                 allow_empty=allow_empty, group_by=groups, host=host, tags=list(tags) or None, path=path,
+                 tz=_local_tz())
+    out = res.to_json()
+    blocks = []
+    for g in res.groups:
+        rows = [[d.snapshot.id[:8], local_time(d.snapshot.time_ns), d.snapshot.level,
+                 "keep" if d.keep else "remove", "; ".join(d.reasons)] for d in g.decisions]
+        head = f"{g.label()}: keep {len(g.kept)}, remove {len(g.dropped)}" if res.policy is not None else \
+            f"remove {len(g.dropped)} snapshot(s)"
+        blocks.append(head + "\n" + table(["ID", "Time", "Level", "Action", "Reasons"], rows))
+    n = len(res.to_remove)
+    blocks.append(f"dry run: would remove {n} snapshot(s)" if dry_run else f"removed {len(res.removed)} snapshot(s)")
+    if then_prune and not dry_run:
+        pres, text = run_prune(env, repo, max_unused=max_unused, grace=grace, max_wait=max_wait, lock_wait=lock_wait)
+        out["prune"] = pres.to_json()
+        blocks.append(text)
+    env.emit(out, "\n\n".join(blocks))
+
+
+@click.group("hold")
+def hold_group():
+    """Legal holds and compliance retention (protect snapshots from forget)."""
+
+
+@hold_group.command("add")
+@click.argument("snapshot")
+@click.option("--reason", required=True, help="why (shown to whoever tries to remove the snapshot)")
+@click.option("--until", metavar="DATE|DURATION",
+              help="compliance retention until DATE (or for DURATION): can never be released or shortened")
+@json_option
+@click.pass_context
+def hold_add(ctx, snapshot, reason, until):
+    """Put a legal hold (or with --until a compliance retention) on SNAPSHOT."""
+    from ebas.backup.holding import add_hold
+
+    env = get_env(ctx)
+    repo = env.open_repo()
+    until_ns = parse_when(until, repo.clock.now_ns()) if until else None
+    rec = add_hold(repo, snapshot, reason, until_ns=until_ns)
+    what = "legal hold" if rec.type == "hold" else f"compliance retention until {local_time(rec.until_ns)}"
+    env.emit({"record": rec.id, "type": rec.type, "snapshot": rec.snapshot, "reason": rec.reason,
+              "until_ns": rec.until_ns or None}, f"{what} {rec.id[:8]} on snapshot {rec.snapshot[:8]}: {reason}")
+
+
+@hold_group.command("remove")
+@click.argument("snapshot")
+@click.option("--reason", required=True, help="why the hold ends (kept in the audit trail)")
+@click.option("--id", "hold_id", help="release only this hold (id prefix); default: every legal hold on SNAPSHOT")
+@json_option
+@click.pass_context
+def hold_remove(ctx, snapshot, reason, hold_id):
+    """Release the legal hold(s) on SNAPSHOT (compliance retention cannot be released)."""
+    from ebas.backup.holding import release_hold
+
+    env = get_env(ctx)
+    repo = env.open_repo()
+    recs = release_hold(repo, snapshot, reason, hold_id=hold_id)
+    env.emit({"released": [r.hold for r in recs], "records": [r.id for r in recs]},
+             "\n".join(f"released hold {r.hold[:8]} on snapshot {r.snapshot[:8]}" for r in recs))
+
+
+@hold_group.command("list")
+@click.option("--all", "show_all", is_flag=True, help="also show expired retentions")
+@json_option
+@click.pass_context
+def hold_list(ctx, show_all):
+    """List the protections of every snapshot and the repository's minimum retention."""
+    from ebas.backup.holding import list_holds
+    from ebas.backup.retention import format_duration
+
+    env = get_env(ctx)
+    repo = env.open_repo()
+    views, state = list_holds(repo, include_inactive=show_all)
+    for p in state.problems:
+        env.note(f"warning: unreadable hold record {p}")
+    rows = [[v.snapshot[:8], v.kind, "active" if v.active else "expired", v.description] for v in views]
+    minimum = format_duration(state.min_retention_ns) if state.min_retention_ns else "none"
+    env.emit({"holds": [v.to_json() for v in views], "min_retention_ns": state.min_retention_ns},
+             table(["Snapshot", "Kind", "State", "Protection"], rows) + f"\nrepository minimum retention: {minimum}")
+
+
+@hold_group.command("compliance")
+@click.option("--min-retention", metavar="DURATION", help="raise the repository's minimum retention (e.g. 90d, 7y)")
+@click.option("--reason", default="", help="why (kept in the audit trail)")
+@json_option
+@click.pass_context
+def hold_compliance(ctx, min_retention, reason):
+    """Show or raise the compliance minimum retention of every snapshot (never lowered)."""
+    from ebas.backup.holding import set_min_retention
+    from ebas.backup.retention import format_duration, parse_duration
+    from ebas.repo.holds import load_state
+
+    env = get_env(ctx)
+    repo = env.open_repo()
+    if min_retention:
+        set_min_retention(repo, parse_duration(min_retention), reason)
+    st = load_state(repo)
+    text = ("compliance mode: every snapshot is kept at least " + format_duration(st.min_retention_ns)
+            if st.min_retention_ns else "compliance mode is off (no minimum retention)")
+    env.emit({"min_retention_ns": st.min_retention_ns, "record": st.min_retention_record}, text)
+
+
+def register(cli: click.Group) -> None:
+    """Attach this module's commands."""
+    cli.add_command(forget_cmd)
+    cli.add_command(hold_group)

@@ -1,0 +1,138 @@
+"""A local cache of the merged dedup table: memory-mapped ``.npy`` files.
+
+Loading the dedup table reads, decrypts and merges every index segment (10 million
+chunks: ~350 MB of segments, seconds of CPU). Segment names are hashes of their
+contents, so the set of names listed under ``index/`` identifies the table exactly. The
+cache keeps the merged arrays of the last table built, keyed by that set:
+
+    <root>/<repository id>/<key>/{hi,lo,pack,off,len}.npy, packs.bin, meta.json
+
+``meta.json`` holds the segment names the table was built from (``names``: every name
+listed, superseded ones too; ``segments``: the ones in force), the entry count and the
+BLAKE3 of every file, verified on load (a damaged cache is ignored and rebuilt). On open:
+
+* the listing equals the cached names: the arrays are memory-mapped, no segment is read;
+* the listing has *more* names (backups added segments): the cache is mapped and only the
+  new segments are read and merged, unless one of them supersedes a cached segment (a
+  prune or repair compacted the index): then the table is rebuilt from all segments;
+* otherwise (a segment was deleted): rebuilt.
+
+Only tables of at least ``EBAS_DEDUP_CACHE_MIN`` entries (default 1,000,000) are cached;
+``EBAS_DEDUP_CACHE=off`` disables the cache, ``EBAS_DEDUP_CACHE=/path`` moves it (default
+``~/.cache/ebas/dedup``). The cache holds blob-id prefixes (keyed hashes) and pack ids:
+nothing that reveals content. It is derived data; deleting it only costs time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import blake3
+import numpy as np
+
+from ebas.repo.dedup import DedupTable
+
+ARRAYS = ("hi", "lo", "pack", "off", "len")
+VERSION = 1
+
+
+def cache_root() -> Path | None:
+    """The cache directory, or None when disabled."""
+    env = os.environ.get("EBAS_DEDUP_CACHE", "")
+    if env.lower() in ("off", "0", "no", "none"):
+        return None
+    if env:
+        return Path(env)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ebas" / "dedup"
+
+
+def min_entries() -> int:
+    try:
+        return int(os.environ.get("EBAS_DEDUP_CACHE_MIN", "1000000"))
+    except ValueError:
+        return 1_000_000
+
+
+def _key(names: list[str]) -> str:
+    return blake3.blake3("\n".join(sorted(names)).encode()).hexdigest()[:32]
+
+
+def _digest(path: Path) -> str:
+    h = blake3.blake3(max_threads=blake3.blake3.AUTO)
+    h.update_mmap(path)
+    return h.hexdigest()
+
+
+class Cached:
+    """A table loaded from the cache and the segment names it covers."""
+
+    def __init__(self, table: DedupTable, names: set[str], segments: list[str]):
+        self.table, self.names, self.segments = table, names, segments
+
+
+def load(repo_id: str, names: list[str]) -> Cached | None:
+    """The cached table whose names are all in ``names`` (exact or older), or None."""
+    root = cache_root()
+    if root is None:
+        return None
+    base = root / repo_id
+    try:
+        candidates = sorted(base.iterdir(), key=lambda p: p.stat().st_mtime, reverse=True)
+    except OSError:
+        return None
+    current = set(names)
+    for d in candidates:
+        try:
+            meta = json.loads((d / "meta.json").read_text())
+            if meta.get("version") != VERSION or not set(meta["names"]) <= current:
+                continue
+            for f, digest in meta["blake3"].items():
+                if _digest(d / f) != digest:
+                    raise ValueError(f"{f} does not match its checksum")
+            arrays = {a: np.load(d / f"{a}.npy", mmap_mode="r") for a in ARRAYS}
+            raw = (d / "packs.bin").read_bytes()
+            packs = [raw[i : i + 32] for i in range(0, len(raw), 32)]
+            if any(len(arrays[a]) != meta["entries"] for a in ARRAYS):
+                raise ValueError("array lengths differ")
+            table = DedupTable.from_sorted(packs, arrays["hi"], arrays["lo"], arrays["pack"], arrays["off"],
+                                           arrays["len"])
+            return Cached(table, set(meta["names"]), list(meta["segments"]))
+        except (OSError, ValueError, KeyError, TypeError):
+            shutil.rmtree(d, ignore_errors=True)  # damaged or foreign: rebuilt next time
+    return None
+
+
+def save(repo_id: str, names: list[str], segments: list[str], table: DedupTable) -> Path | None:
+    """Store the table for these names (replacing older entries of the repository)."""
+    root = cache_root()
+    if root is None or len(table) < min_entries():
+        return None
+    table.compact()
+    base = root / repo_id
+    final = base / _key(names)
+    if final.exists():
+        return final
+    tmp = base / f".tmp-{os.getpid()}-{os.urandom(4).hex()}"
+    try:
+        tmp.mkdir(parents=True, mode=0o700)
+        arrays = dict(zip(ARRAYS, (table._hi, table._lo, table._pack, table._off, table._len)))
+        digests = {}
+        for a, arr in arrays.items():
+            np.save(tmp / f"{a}.npy", np.ascontiguousarray(arr))
+            digests[f"{a}.npy"] = _digest(tmp / f"{a}.npy")
+        (tmp / "packs.bin").write_bytes(b"".join(table.packs))
+        digests["packs.bin"] = _digest(tmp / "packs.bin")
+        meta = {"version": VERSION, "names": sorted(names), "segments": sorted(segments), "entries": len(table),
+                "blake3": digests}
+        (tmp / "meta.json").write_text(json.dumps(meta))
+        os.rename(tmp, final)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        return None
+    for old in base.iterdir():
+        if old != final and not old.name.startswith(".tmp-"):
+            shutil.rmtree(old, ignore_errors=True)
+    return final
