@@ -237,7 +237,14 @@ class Archiver:
         if self.excludes.excluded(path, stat_mod.S_ISDIR(st.st_mode)):
             return None
         node = node_from_stat(name, st, owners=self.owners)
-        self._extras(_io_path(path, name, dir_fd), node)
+        if (old is not None and self.opts.level != "full" and old.type == node.type
+                and old.ctime_ns == node.ctime_ns and old.inode == node.inode and not old.error):
+            # xattr, ACL and (for a symlink) target changes all move ctime: unchanged ctime and
+            # inode mean the previous backup's values still hold (saves a syscall or three)
+            node.xattrs, node.acl_access, node.acl_default = old.xattrs, old.acl_access, old.acl_default
+            node.target = old.target
+        else:
+            self._extras(_io_path(path, name, dir_fd), node)
         if node.type == DIR:
             node.atime_ns = 0  # listing the directory changes it: recording it would churn every tree
             self.stats.dirs += 1
