@@ -159,7 +159,8 @@ def test_a_needed_pack_deleted_by_hand_makes_prune_refuse(history):
     live = sorted(set(plan.view.packs) - plan.delete)[0]
     repo.store.delete(pack_name(live))
     before = {i.name for i in repo.store.list("")}
-    with pytest.raises(IntegrityError, match="missing from the store .* hold \\d+ blob\\(s\\) that snapshots need"):
+    # the pack may hold data blobs or a tree the plan needs: either way prune refuses
+    with pytest.raises(IntegrityError, match=r"missing|cannot be read"):
         api.prune(repos_fresh(repo), grace_ns=0, max_wait=0)
     assert {i.name for i in repo.store.list("")} == before  # nothing deleted, no lock left
 
