@@ -14,6 +14,7 @@ comparison down to SQL is the production code path.
 
     .venv/bin/python bench/bench_catalog.py --sources 4 --files 200000 --snapshots 30      # ~1M versions
     .venv/bin/python bench/bench_catalog.py --sources 8 --files 1000000 --snapshots 30     # ~10M versions
+    .venv/bin/python bench/bench_catalog.py --engines sqlite --sources 25 --files 4000000 --snapshots 2  # ~100M
     .venv/bin/python bench/bench_catalog.py --engines sqlite --sources 1 --files 20000 --snapshots 5  # smoke
 
 Prints a table to stderr and one JSON document to stdout (or --json-out). PostgreSQL:
@@ -29,6 +30,7 @@ import os
 import platform
 import random
 import shutil
+import signal
 import statistics
 import sys
 import tempfile
@@ -266,7 +268,13 @@ def ingest_all(cat, args) -> tuple[dict, list[Source]]:
                 res["incr_entries"] += files + len(src.dirs)
         log(f"  source {i + 1}/{args.sources}: {files} files, {len(src.dirs)} dirs, {res['rows']} rows so far")
         if i < 2:
+            for d in src.dirs:  # query samples need names and paths only: free the listings
+                d.cache = None
+            src.by_tree.clear()
             kept.append(src)  # query samples come from the first sources
+        del src
+        gc.unfreeze()
+        gc.collect()
     return res, kept
 
 
@@ -366,6 +374,8 @@ def bench_engine(engine: str, args, pg_url: str | None) -> dict:
     st = cat.stats()
     log(f"[{engine}] {st['versions']} file versions, {st['size_bytes'] / 1e6:.1f} MB; querying")
     samples = query_samples(srcs, args, random.Random(args.seed))
+    gc.collect()
+    gc.freeze()  # the generator's objects must not make the collector pause inside timed queries
     queries = run_queries(cat, samples, args)
     ingest_s = ing["first_seconds"] + ing["incr_seconds"]
     out = {
@@ -441,6 +451,16 @@ def main(argv=None) -> int:
     server, pg_url = None, args.pg_url
     started = time.perf_counter()
     results = []
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally below: stop our cluster
+
+    def document() -> dict:
+        return {"benchmark": "catalog", "params": {k: v for k, v in vars(args).items() if k != "pg_url"},
+                "machine": {"python": platform.python_version(), "cpus": os.cpu_count(),
+                            "platform": platform.platform()},
+                "total_seconds": round(time.perf_counter() - started, 1), "results": results,
+                "note": "synthetic trees fed through Catalog.ingest (no repository); the throwaway PostgreSQL "
+                        "cluster runs with fsync=off"}
+
     try:
         if "postgres" in engines and not pg_url:
             from ebas.catalog.testing import PostgresServer
@@ -449,16 +469,16 @@ def main(argv=None) -> int:
             pg_url = server.create_database(f"ebas_bench_{os.getpid()}")
         for e in engines:
             results.append(bench_engine(e, args, pg_url))
+            log(table(results[-1:]))
+            if args.json_out:  # partial results survive a later failure
+                Path(args.json_out).write_text(json.dumps(document(), indent=2) + "\n")
     finally:
         if server is not None:
             server.drop_database(f"ebas_bench_{os.getpid()}")
             server.stop()
         if tmp and not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
-    doc = {"benchmark": "catalog", "params": {k: v for k, v in vars(args).items() if k != "pg_url"},
-           "machine": {"python": platform.python_version(), "cpus": os.cpu_count(), "platform": platform.platform()},
-           "total_seconds": round(time.perf_counter() - started, 1), "results": results,
-           "note": "synthetic trees fed through Catalog.ingest (no repository); PostgreSQL cluster runs with fsync=off"}
+    doc = document()
     log(table(results))
     text = json.dumps(doc, indent=2)
     if args.json_out:

@@ -30,6 +30,19 @@ SMALL_CHUNKER = ChunkerParams(min_size=4096, avg_size=16384, max_size=65536)
 EBAS_BIN = str(Path(sys.executable).with_name("ebas"))
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache_dir(tmp_path_factory):
+    """Catalogs and dedup caches made by tests (and by CLI subprocesses, which inherit the
+    environment) go to a temporary directory, never to the user's ~/.cache."""
+    old = os.environ.get("XDG_CACHE_HOME")
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg-cache"))
+    yield
+    if old is None:
+        os.environ.pop("XDG_CACHE_HOME", None)
+    else:
+        os.environ["XDG_CACHE_HOME"] = old
+
+
 # ------------------------------------------------------------------ repositories
 @pytest.fixture
 def fast_kdf() -> KdfParams:

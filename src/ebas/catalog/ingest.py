@@ -129,6 +129,7 @@ class _Ops:
         nkey = len(self.key)
         self.inserts.sort(key=lambda r: r[:nkey])  # primary-key order: B-tree appends, not random inserts
         self.db.insert_rows(self.table, self.cols, self.inserts)
+        self.db.after_bulk(len(self.inserts) + len(self.set_last) + len(self.set_first))
         self.count_inserted += len(self.inserts)
         self.inserts, self.set_last, self.set_first = [], [], []
 

@@ -91,6 +91,9 @@ class Backend:
         where = " AND ".join(f"{c} = ?" for c in key_cols)
         self.xmany(f"DELETE FROM {table} WHERE {where}", rows)
 
+    def after_bulk(self, rows: int) -> None:
+        """``rows`` rows were just written in bulk (engines may refresh planner statistics)."""
+
     def names_added(self, rows: list[Sequence]) -> None:
         """New ``(id, name, raw)`` rows were inserted into ``names`` (engines with a
         separate name index update it here)."""

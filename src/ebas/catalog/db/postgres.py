@@ -22,6 +22,7 @@ from ebas.catalog.patterns import glob_has_class, glob_to_like, glob_to_regex, l
 from ebas.catalog.schema import POSTGRES_DDL
 
 BULK_MIN = 64  # rows from which updates and deletes go through COPY + a temporary table
+ANALYZE_AFTER = 50_000  # rows written by one ingest step after which the tables are re-analysed
 _tmp = itertools.count()
 
 
@@ -83,8 +84,11 @@ class PostgresBackend(Backend):
         self.location = redact(url)
         self._secret = _password(url)
         try:
+            # prepare_threshold=None: every statement is planned with its actual values. A cached
+            # generic plan cannot see the size of an "= ANY(array)" list and may scan a table once
+            # per element.
             self.conn = psycopg.connect(conninfo, autocommit=True, connect_timeout=connect_timeout,
-                                        application_name="ebas-catalog")
+                                        application_name="ebas-catalog", prepare_threshold=None)
         except psycopg.Error as exc:
             raise CatalogUnavailable(f"cannot connect to the catalog database {self.location}: "
                                      f"{self._clean(exc)}") from None
@@ -251,3 +255,8 @@ class PostgresBackend(Backend):
     def analyze(self) -> None:
         """Refresh the planner's statistics."""
         self.x("ANALYZE")
+
+    def after_bulk(self, rows: int) -> None:
+        if rows >= ANALYZE_AFTER:  # fresh statistics before the next statement is planned
+            for table in ("names", "dirs", "versions", "trees"):
+                self.x(f"ANALYZE {table}")
