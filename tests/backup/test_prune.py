@@ -437,3 +437,39 @@ def test_unreadable_records_and_unreadable_new_snapshots(history):
     records, bad = prunestate.load_all(repo)
     assert [r.name for r in records] == [rec.name] and bad == []  # the garbage record was removed
     assert all(pack_name(p) in names(repo, "data/") for p in rec.pack_ids)  # nothing deleted
+
+
+@pytest.mark.parametrize("limit", [0.0, 0.05, 0.25, 1.0])
+def test_max_unused_is_a_budget_emptiest_packs_first(history, limit):
+    """--max-unused P repacks only packs more than P unused, emptiest first, and stops once
+    what stays unused is at most P of what stays stored: no copying for nothing."""
+    repo, _, _, _ = history
+    api.forget(repo, RetentionPolicy(last=3))
+    plan = make_plan(repos_fresh(repo), max_unused=limit, grace_ns=0)
+    e = plan.view.entries
+    refs = plan.refs.blobs
+    share = {}
+    for k, pid in enumerate(plan.view.packs):
+        if pid in plan.delete or pid not in plan.store_packs:
+            continue
+        rows = e[e["pack"] == k]
+        used = refs.positions(*split_ids(rows["id"].tobytes())) >= 0
+        share[pid] = int(rows["length"][~used].sum()) / plan.store_packs[pid].size
+    assert sum(1 for v in share.values() if v > 0) >= 3  # partially used packs exist to choose from
+    assert all(share[p] > limit for p in plan.repack)
+    left = [v for p, v in share.items() if p not in plan.repack and v > limit]
+    if plan.repack and left:
+        assert min(share[p] for p in plan.repack) >= max(left)  # emptiest first
+    if limit == 0.0:
+        assert plan.unused_left == 0 and set(plan.repack) == {p for p, v in share.items() if v > 0}
+    elif limit == 1.0:
+        assert not plan.repack
+    else:
+        budget = limit * plan.live_bytes / (1 - limit)
+        assert plan.unused_left <= budget or not left
+        if plan.repack:  # the last pack taken was needed: without it we were over budget
+            last = min(plan.repack, key=lambda p: share[p])
+            assert plan.unused_left + share[last] * plan.store_packs[last].size > budget - 1
+    res = api.prune(repos_fresh(repo), grace_ns=0, max_wait=0, max_unused=limit)
+    assert res.packs_repacked == len(plan.repack)
+    clean(repo)

@@ -5,9 +5,11 @@ deleting by a partial index could delete data that a lost segment located), list
 packs, reads the headers of packs that no index names, walks every snapshot's trees
 (:mod:`ebas.backup.reachability`) and sorts each pack into one of:
 
-* **keep**: live, with an unused share at most ``max_unused``;
-* **repack**: live, but more than ``max_unused`` of it is unused: its live blobs are
-  copied to new packs, then it is deleted;
+* **keep**: live, with an unused share at most ``max_unused``, or above it while the
+  repository as a whole is within budget;
+* **repack**: live, more than ``max_unused`` of it unused, and needed to bring the unused
+  space left after prune down to ``max_unused`` of the space stored (emptiest packs
+  first): its live blobs are copied to new packs, then it is deleted;
 * **delete**: indexed and holding no live blob, or unindexed, holding nothing a snapshot
   needs and older than the grace period;
 * **adopt**: unindexed but holding blobs a snapshot needs that no indexed pack has
@@ -128,6 +130,7 @@ class PrunePlan:
     live_blobs: int = 0
     live_bytes: int = 0
     unused_bytes: int = 0  # blob bytes in indexed packs that no snapshot needs
+    unused_left: int = 0  # of those, the bytes that stay in kept packs after this plan
     pack_bytes: int = 0
 
     @property
@@ -147,6 +150,7 @@ class PrunePlan:
         return {
             "snapshots": len(self.snapshots), "trees": len(self.refs.trees), "referenced_blobs": len(self.refs.blobs),
             "live_blobs": self.live_blobs, "live_bytes": self.live_bytes, "unused_bytes": self.unused_bytes,
+            "unused_left": self.unused_left,
             "pack_bytes": self.pack_bytes, "packs": len(self.store_packs), "packs_delete": len(self.delete),
             "packs_repack": len(self.repack), "repack_bytes": self.repack_bytes, "packs_adopt": len(self.adopt),
             "packs_drop_missing": len(self.drop), "packs_missing_needed": len(self.missing_needed),
@@ -275,6 +279,8 @@ def _classify(plan: PrunePlan, max_unused: float) -> None:
     plan.uncovered = np.flatnonzero(~covered)  # referenced keys no indexed pack holds
     plan.live_blobs = int(keeper.sum())
     plan.live_bytes = int(live_bytes.sum())
+    candidates: list[tuple[float, int, int, bytes, int]] = []
+    kept_unused = 0
     for k, pid in enumerate(view.packs):
         info = plan.store_packs.get(pid)
         if info is None:
@@ -289,7 +295,21 @@ def _classify(plan: PrunePlan, max_unused: float) -> None:
         if not live_count[k]:
             plan.delete.add(pid)
         elif unused > max_unused * info.size:
-            plan.repack[pid] = e[keeper & (pno == k)]
+            candidates.append((unused / max(1, info.size), -info.size, k, pid, unused))
+        else:
+            kept_unused += unused
+    # budget: repack the emptiest candidates first, and only until what stays unused is at
+    # most max_unused of what stays stored (repacking a 15%-unused pack copies 85% of it to
+    # free 15%: worth it only while the repository as a whole is over the limit)
+    candidates.sort(reverse=True)
+    left_unused = kept_unused + sum(c[4] for c in candidates)
+    budget = max_unused * plan.live_bytes / (1 - max_unused) if max_unused < 1 else float("inf")
+    for _share, _neg_size, k, pid, unused in candidates:
+        if left_unused <= budget:
+            break
+        plan.repack[pid] = e[keeper & (pno == k)]
+        left_unused -= unused
+    plan.unused_left = int(left_unused)
     if plan.missing_needed:
         names = ", ".join(p.hex()[:16] for p in list(plan.missing_needed)[:5])
         n = sum(plan.missing_needed.values())

@@ -59,7 +59,8 @@ def prune_options(f):
     f = click.option("--grace", default="1h", show_default=True, metavar="DURATION",
                      help="never delete unindexed packs younger than this (a backup may be writing them)")(f)
     f = click.option("--max-unused", default="10%", show_default=True, metavar="PERCENT",
-                     help="repack packs with more than this share of unused data")(f)
+                     help="unused space to tolerate: packs with more than this share unused are repacked, "
+                          "emptiest first, until at most this share of the stored bytes is unused")(f)
     return f
 
 
