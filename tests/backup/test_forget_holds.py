@@ -9,9 +9,10 @@ from ebas import api
 from ebas.backup import forget as forget_mod
 from ebas.backup.holding import add_hold, list_holds, release_hold, set_min_retention
 from ebas.backup.retention import RetentionPolicy, parse_duration
-from ebas.errors import SnapshotProtected, UsageError
+from ebas.errors import IntegrityError, SnapshotProtected, UsageError
 from ebas.repo.holds import PREFIX, load_state
 from ebas.runtime import FakeClock
+from ebas.verify.check import check_repository
 
 NOW = T0 + 30 * DAY
 
@@ -163,6 +164,29 @@ def test_tampered_hold_records_are_reported_not_trusted(repo):
     repo.store.put(path, bytes(data))
     state = load_state(repo)
     assert state.holds == {} and "damaged" in state.problems[0]
+    # the damaged record may have held any snapshot: forget removes none, and says which record
+    before = ids(repo)
+    with pytest.raises(IntegrityError, match=rec.id[:12]) as err:
+        api.forget(repo, RetentionPolicy(last=2))
+    assert "replica" in err.value.hint and ids(repo) == before
+    with pytest.raises(IntegrityError):
+        api.forget(repo, snapshot_ids=[snaps[0].id])
+    assert ids(repo) == before
+    assert api.forget(repo, RetentionPolicy(last=2), dry_run=True).to_remove  # a dry run still shows the plan
+    report = check_repository(repo)
+    assert [(p.kind, p.object) for p in report.errors] == [("hold-damaged", path)]
+    repo.store.delete(path)  # the admin deals with it (here: deletes it after confirming)
+    assert len(api.forget(repo, RetentionPolicy(last=2)).removed) == 8
+
+
+def test_check_reports_a_held_snapshot_that_is_missing(repo):
+    snaps = ten_days(repo)
+    add_hold(repo, snaps[3].id, "litigation 42")
+    assert check_repository(repo).ok
+    repo.store.delete("snapshots/" + snaps[3].id)
+    report = check_repository(repo)
+    held = [p for p in report.errors if p.kind == "held-snapshot-missing"]
+    assert len(held) == 1 and snaps[3].id[:12] in held[0].message and "litigation 42" in held[0].message
 
 
 def test_ids_and_rules_together_are_refused(repo):

@@ -473,3 +473,64 @@ def test_max_unused_is_a_budget_emptiest_packs_first(history, limit):
     res = api.prune(repos_fresh(repo), grace_ns=0, max_wait=0, max_unused=limit)
     assert res.packs_repacked == len(plan.repack)
     clean(repo)
+
+
+class _GateStore:
+    """Passes everything to ``inner``; the first read of a pack waits for ``go``."""
+
+    def __init__(self, inner):
+        self.inner, self.reached, self.go = inner, threading.Event(), threading.Event()
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def get(self, name, *a, **kw):
+        if name.startswith("data/") and not self.go.is_set():
+            self.reached.set()
+            assert self.go.wait(30)
+        return self.inner.get(name, *a, **kw)
+
+
+def test_prune_waits_for_a_restore_that_loaded_the_old_index(history, tmp_path):
+    repo, _, snaps, states = history
+    api.forget(repo, RetentionPolicy(last=2))
+    gate = _GateStore(repo.store)
+    reader = api.Repository.open(gate, "correct horse battery staple")
+    out = tmp_path / "restored"
+    done: dict = {}
+
+    def restore():
+        try:
+            done["result"] = api.restore(reader, snaps[-1].id, str(out))
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            done["error"] = exc
+
+    t = threading.Thread(target=restore)
+    t.start()
+    assert gate.reached.wait(30)  # the restore holds its lock and the old index, and is reading
+    before = pack_bytes(repo)
+    res = api.prune(repos_fresh(repo), grace_ns=0, max_wait=0.3, poll=0.05, max_unused=0.0)
+    assert res.pending and res.pending[0]["waiting_for"]  # the restore's lock holds the delete back
+    assert any("restore" in w for w in res.pending[0]["waiting_for"])
+    assert pack_bytes(repo) >= before  # nothing deleted under the reader (new packs written)
+    report = check_repository(repos_fresh(repo))
+    assert report.ok and [p.kind for p in report.warnings] == ["prune-pending"]
+    assert "next 'ebas prune' finishes it" in report.warnings[0].hint
+    gate.go.set()
+    t.join(60)
+    assert "error" not in done, done.get("error")
+    assert read_all(out / os.fspath(snaps[-1].paths[0]).lstrip("/")) == states[-1]
+    res = api.prune(repos_fresh(repo), grace_ns=0, max_wait=5, poll=0.05, max_unused=0.0)
+    assert res.records_finished == 1 and pack_bytes(repo) < before
+    clean(repo)
+
+
+def test_check_warns_of_an_unreadable_prune_record_and_prune_removes_it(history):
+    repo = history[0]
+    repo.store.put(prunestate.PREFIX + "ab" * 16, b"not a sealed record")
+    report = check_repository(repos_fresh(repo))
+    assert report.ok and [(p.kind, p.object) for p in report.warnings] == [
+        ("prune-record-damaged", prunestate.PREFIX + "ab" * 16)]
+    res = api.prune(repos_fresh(repo), grace_ns=0, max_wait=0)
+    assert any("unreadable prune record" in p for p in res.problems)
+    assert check_repository(repos_fresh(repo)).problems == []

@@ -33,7 +33,7 @@ from ebas.repo.index import (
     segment_name,
 )
 from ebas.repo.keys import MasterKey
-from ebas.repo.locks import LockManager
+from ebas.repo.locks import LockManager, reader_lock
 from ebas.repo.pack import (
     KIND_DATA,
     KIND_TREE,
@@ -635,6 +635,27 @@ def dead_pid():
     proc = subprocess.Popen([sys.executable, "-c", "pass"])
     proc.wait()
     return proc.pid
+
+
+def test_reader_lock_is_shared_refused_under_repair_and_optional_without_write_rights():
+    from ebas.storage.wrappers import AppendOnlyStore, ReadOnlyStore
+
+    store, clock = MemoryStore(), FakeClock()
+    with reader_lock(_mgr(store, clock), "restore abc") as lock:
+        assert lock is not None and [i.operation for i in _mgr(store, clock).list()] == ["restore abc"]
+        with reader_lock(_mgr(store, clock), "check"):  # readers share
+            assert len(_mgr(store, clock).list()) == 2
+    assert _mgr(store, clock).list() == []
+    repair = _mgr(store, clock).acquire("repair index", exclusive=True)
+    with pytest.raises(LockError, match="repair index"):
+        with reader_lock(_mgr(store, clock), "restore abc"):
+            pass
+    repair.release()
+    with reader_lock(_mgr(ReadOnlyStore(store), clock), "restore abc") as lock:
+        assert lock is None  # a read-only mirror: the reader runs unlocked
+    with reader_lock(_mgr(AppendOnlyStore(store), clock), "restore abc") as lock:
+        assert lock is not None  # written; its deletion is refused, so it goes stale on its own
+    assert [i.operation for i in _mgr(store, clock).list()] == ["restore abc"]
 
 
 def test_shared_locks_coexist_and_exclusive_conflicts():

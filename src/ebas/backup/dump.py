@@ -13,6 +13,7 @@ from typing import BinaryIO
 
 from ebas.backup.browse import resolve, walk
 from ebas.backup.fswrite import check_component
+from ebas.repo.locks import reader_lock
 from ebas.repo.tree import BLOCKDEV, CHARDEV, DIR, FIFO, FILE, SYMLINK, Node
 
 ZERO = bytes(1 << 20)
@@ -88,6 +89,11 @@ def _tarinfo(path: str, node: Node) -> tarfile.TarInfo:
 def dump(repo, snapshot, path: str, out: BinaryIO) -> str:
     """Write ``path`` of ``snapshot`` to ``out``: file bytes, or a tar of a directory.
     Returns "file" or "tar"."""
+    with reader_lock(repo.locks(), f"dump {path}"):
+        return _dump(repo, snapshot, path, out)
+
+
+def _dump(repo, snapshot, path: str, out: BinaryIO) -> str:
     node, tree = resolve(repo, snapshot, path)
     if node is not None and node.type == FILE:
         for data in iter_file(repo, node):

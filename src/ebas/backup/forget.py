@@ -21,7 +21,7 @@ from datetime import timezone, tzinfo
 
 from ebas.backup.holding import protections
 from ebas.backup.retention import Decision, GroupDecision, Protection, RetentionPolicy, apply_policy
-from ebas.errors import SnapshotProtected, UsageError
+from ebas.errors import IntegrityError, SnapshotProtected, UsageError
 from ebas.repo.holds import delete_record, load_state
 from ebas.repo.snapshots import filter_snapshots
 
@@ -88,6 +88,7 @@ def forget(repo, policy: RetentionPolicy | None = None, *, snapshot_ids: list[st
     try:
         doomed = result.to_remove
         state = load_state(repo)  # again: a hold added meanwhile still counts
+        _refuse_damaged_holds(state)
         snaps = {s.id: s for s in repo.snapshots(refresh=True)}
         prot = protections(state, [snaps[i] for i in doomed if i in snaps], now)
         late = {i: [p for p in prot.get(i, []) if p.active(now)] for i in doomed}
@@ -104,6 +105,17 @@ def forget(repo, policy: RetentionPolicy | None = None, *, snapshot_ids: list[st
     finally:
         lock.release()
     return result
+
+
+def _refuse_damaged_holds(state) -> None:
+    """An unreadable hold record may be a legal hold or a retention date: removing any
+    snapshot could break it, so forget removes none until the record is dealt with."""
+    if state.problems:
+        raise IntegrityError(f"{len(state.problems)} hold record(s) cannot be read ({state.problems[0]}); "
+                             "a damaged record may protect any snapshot, so forget removes nothing",
+                             hint="copy the named holds/ object back from a replica of this repository; if it "
+                                  "is lost for good, delete it by hand after confirming with the hold's owner, "
+                                  "then re-run forget")
 
 
 def _by_id(repo, refs: list[str], now: int) -> list[GroupDecision]:

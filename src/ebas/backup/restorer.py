@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from ebas.backup.fswrite import TargetDir, apply_metadata, check_component
 from ebas.errors import IntegrityError, RestoreError
+from ebas.repo.locks import reader_lock
 from ebas.repo.tree import DIR, FILE, ID_LEN, SYMLINK, Node
 
 BATCH = 64  # blobs fetched per task
@@ -64,7 +65,8 @@ class Restorer:
     def run(self) -> RestoreResult:
         """Restore and return the counters; raises on unsafe trees or corrupt data."""
         root_id = bytes.fromhex(self.snapshot.tree)
-        with TargetDir.open_root(self.target, create=True) as root:
+        with reader_lock(self.repo.locks(), f"restore {self.snapshot.id[:8]}"), \
+                TargetDir.open_root(self.target, create=True) as root:
             self.root = root
             with ThreadPoolExecutor(self.workers, thread_name_prefix="ebas-restore") as pool, \
                     ThreadPoolExecutor(self.workers, thread_name_prefix="ebas-fetch") as blob_pool:

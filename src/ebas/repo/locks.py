@@ -2,8 +2,9 @@
 
 A lock is a small plain-JSON object ``locks/<random id>`` naming the host, process,
 user, operation and whether it is exclusive; its holder rewrites it every
-``heartbeat`` seconds. Backups take shared locks (any number at once); prune, repair
-and unlock-all take an exclusive one. A lock is *stale* when its heartbeat is older than
+``heartbeat`` seconds. Backups, restores, checks and dumps take shared locks (any number
+at once; a prune waits for the readers it could pull packs from under before deleting);
+repair takes an exclusive one. A lock is *stale* when its heartbeat is older than
 ``stale_after`` or when it belongs to this host and its process is gone. ``remove_stale``
 removes only stale locks, never a live one.
 """
@@ -14,9 +15,11 @@ import json
 import os
 import socket
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Iterator
 
-from ebas.errors import LockError, ObjectNotFound
+from ebas.errors import LockError, ObjectNotFound, PermissionDenied
 
 PREFIX = "locks/"
 STALE_AFTER = 30 * 60
@@ -177,4 +180,24 @@ class Lock:
                         self.created_ns, m.clock.now_ns())
 
 
-__all__ = ["LockManager", "Lock", "LockInfo"]
+@contextmanager
+def reader_lock(manager: LockManager, operation: str) -> Iterator["Lock | None"]:
+    """Hold a shared lock while a reader (restore, check, dump) runs, so that a prune
+    waits for it before deleting packs it may still read. Raises ``LockError`` while an
+    exclusive lock (repair) is held. Credentials that cannot write or delete (read-only,
+    append-only) yield ``None``: the read runs unlocked, as it would on a mirror."""
+    try:
+        lock = manager.acquire(operation)
+    except PermissionDenied:
+        yield None
+        return
+    try:
+        yield lock
+    finally:
+        try:
+            lock.release()
+        except PermissionDenied:  # append-only credentials: the lock goes stale on its own
+            pass
+
+
+__all__ = ["LockManager", "Lock", "LockInfo", "reader_lock"]

@@ -31,6 +31,8 @@ from ebas.crypto.aead import OVERHEAD
 from ebas.errors import EbasError, IntegrityError, InvalidRange, ObjectNotFound
 from ebas.repo.dedup import DedupTable
 from ebas.repo.index import IndexSegment, check_segment_name
+from ebas.repo import holds, prunestate
+from ebas.repo.locks import reader_lock
 from ebas.repo.pack import ENTRY, HEAD, TRAILER, pack_id_from_name, pack_name, read_pack_header
 from ebas.repo.tree import DIR, FILE, ID_LEN, decode_tree
 from ebas.verify.packdata import index_entries, verify_pack_bytes
@@ -61,7 +63,8 @@ def check_repository(repo, *, read_data: bool = False, progress: Progress | None
     """
     started = time.perf_counter()
     checker = _Checker(repo, read_data, progress or (lambda phase, done, total: None))
-    checker.run()
+    with reader_lock(repo.locks(), "check --read-data" if read_data else "check"):
+        checker.run()
     checker.report.duration_s = round(time.perf_counter() - started, 3)
     return checker.report
 
@@ -95,6 +98,7 @@ class _Checker:
         if self.report.read_data:
             self._read_packs()
         self._walk_snapshots()
+        self._check_records()
         try:
             for up in self.store.uploads(""):
                 self.issue(("upload", up.upload_id), "leftover-upload", up.name,
@@ -171,12 +175,14 @@ class _Checker:
                 self.issue(("pack", pid), "pack-size-mismatch", name, f"pack {short} has {size} bytes but its "
                            f"{count} indexed blobs account for {need}: corrupt pack or index", HINT_LOST)
         batch: dict[bytes, list] = {}
+        condemned = prunestate.condemned_packs(self.repo)  # reported once, as the pending prune
         for pid in sorted(set(self.sizes) - set(self.per_pack)):
             name = pack_name(pid)
             try:
                 batch[pid] = read_pack_header(self.store, name, self.repo.aead, size=self.sizes[pid])
-                self.issue(("unindexed", pid), "unindexed-pack", name, f"pack {pid.hex()[:16]} is not in the "
-                           "index", HINT_UNINDEXED)
+                if pid not in condemned:
+                    self.issue(("unindexed", pid), "unindexed-pack", name, f"pack {pid.hex()[:16]} is not in "
+                               "the index", HINT_UNINDEXED)
             except DAMAGE as exc:
                 self.issue(("unindexed", pid), "unindexed-pack-damaged", name, f"pack {pid.hex()[:16]} is not "
                            f"in the index and its header is unreadable: {exc}", "prune will remove it")
@@ -240,6 +246,34 @@ class _Checker:
             for key in self._subtree(root, "/"):
                 self.issues[key].snapshots.add(snap.id)
         self.report.trees = len(self.memo)
+
+    # --------------------------------------------------------------- records
+    def _check_records(self) -> None:
+        """Hold records (legal holds, retention) and pending prune records."""
+        records, problems = holds.load_records(self.repo)
+        for text in problems:
+            name, _, msg = text.partition(": ")
+            self.issue(("hold", name), "hold-damaged", name, msg,
+                       "copy this holds/ object back from a replica; until then 'ebas forget' removes nothing "
+                       "(the record may protect any snapshot)")
+        present = {s.id for s in self.repo.snapshots()}
+        state = holds.HoldState.from_records(records)
+        for sid, recs in sorted(state.holds.items()):
+            if sid not in present:
+                self.issue(("held", sid), "held-snapshot-missing", "snapshots/" + sid,
+                           f"snapshot {sid[:12]} is under legal hold ({recs[0].reason or 'no reason given'}; record "
+                           f"{recs[0].id[:12]}) but is missing from the repository",
+                           "copy the snapshot object back from a replica: a legal hold requires it")
+        pending, bad = prunestate.load_all(self.repo)
+        for name in bad:
+            self.issue(("prune-record", name), "prune-record-damaged", name,
+                       f"the pending prune record {name} cannot be read",
+                       "run 'ebas prune': it removes unreadable records (they only list packs to delete)")
+        for rec in pending:
+            self.issue(("prune-record", rec.name), "prune-pending", rec.name,
+                       f"a prune started {_age(rec.created_ns, self.repo.clock.now_ns())} ago on {rec.host or '?'} "
+                       f"has {len(rec.packs)} pack(s) still to delete (phase {rec.phase})",
+                       "nothing is wrong: the next 'ebas prune' finishes it (after the backups it waits for)")
 
     def _subtree(self, root: bytes, root_path: str) -> frozenset:
         """Issue keys of everything below ``root`` (each tree is loaded once, iteratively)."""
@@ -333,3 +367,14 @@ class _Checker:
         self.issue(("gap",), "index-incomplete", "index/", "blobs that snapshots need are missing from the "
                    "index but present in unindexed packs: restore cannot find them", HINT_REPAIR).note(blob=bid)
         return ("gap",)
+
+
+def _age(then_ns: int, now_ns: int) -> str:
+    secs = max(0, (now_ns - then_ns) // 10**9)
+    if secs < 120:
+        return f"{secs} s"
+    if secs < 7200:
+        return f"{secs // 60} min"
+    if secs < 172800:
+        return f"{secs // 3600} h"
+    return f"{secs // 86400} days"

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-WARNING_KINDS = frozenset({"unindexed-pack", "unindexed-pack-damaged", "leftover-upload", "foreign-object"})
+WARNING_KINDS = frozenset({"unindexed-pack", "unindexed-pack-damaged", "leftover-upload", "foreign-object",
+                           "prune-pending", "prune-record-damaged"})
 
 HINT_REPAIR = "run 'ebas repair index' to rebuild the index from pack headers"
 HINT_LOST = ("copy the damaged object from a replica if one has it (a pack is proved by its name); otherwise "
