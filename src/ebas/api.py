@@ -32,7 +32,7 @@ from ebas.storage.stack import build_stack
 
 __all__ = [
     "BackupOptions", "BackupResult", "Change", "ChunkerParams", "ForgetResult", "KdfParams", "PruneResult",
-    "Repository", "RestoreResult", "RetentionPolicy", "Snapshot", "add_hold", "backup", "diff", "forget",
+    "Repository", "RestoreResult", "RetentionPolicy", "Snapshot", "add_hold", "backup", "catalog", "diff", "forget",
     "init_repository", "list_holds", "ls", "open_repository", "parse_duration", "prune", "release_hold",
     "repository_stats", "restore", "set_min_retention",
 ]
@@ -129,3 +129,14 @@ def repository_stats(repo: Repository, *, reclaimable: bool = False) -> dict:
             out.update({k: plan[k] for k in ("reclaimable_bytes", "unused_bytes", "live_bytes", "referenced_blobs",
                                              "packs_delete", "packs_repack", "packs_pending_delete")})
     return out
+
+
+def catalog(repo: Repository, location: str | None = None, *, site: str | None = None):
+    """The :class:`ebas.catalog.Catalog` of ``repo``: SQLite in the repository's cache
+    directory by default, or ``location`` (a file path or ``postgresql://...``). Answers
+    report the snapshots of ``repo`` not indexed yet; ``cat.sync(repo)`` indexes them;
+    queries take an :class:`ebas.catalog.FindQuery`. Close it (or use ``with``)."""
+    from ebas.catalog import list_snapshot_ids, open_catalog  # imported on use: keeps start-up fast
+
+    return open_catalog(location, repo_id=repo.config.repo_id, site=site,
+                        snapshot_ids=lambda: list_snapshot_ids(repo.store))

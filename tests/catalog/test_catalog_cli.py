@@ -82,6 +82,15 @@ def test_backup_indexes_and_find_history_ls_answer(cli, engine):
     plain = cli.run("ls", "--at", iso(5), "-l", str(cli.src / "docs")).stdout
     assert "report-2024.txt" in plain and "index.html" in plain
     assert "report-2024.txt" in cli.run("ls", snaps[0]["id"][:8], str(cli.src / "docs")).stdout  # repo path unchanged
+    # a snapshot browsed from the catalog alone: no password needed, same names as the repository's listing
+    nopw = {"EBAS_PASSWORD": "", "EBAS_PASSWORD_FILE": ""}
+    cat_ls = cli.json("ls", "--from-catalog", snaps[0]["id"][:8], str(cli.src / "docs"), env=nopw)
+    assert cat_ls["listings"][0]["snapshot"] == snaps[0]["id"]
+    repo_ls = cli.json("ls", snaps[0]["id"][:8], str(cli.src / "docs"))
+    assert sorted(e["path"] for e in cat_ls["listings"][0]["entries"]) == sorted(e["path"] for e in repo_ls)
+    assert cli.run("ls", snaps[0]["id"][:8], str(cli.src / "docs"), env=nopw, ok=False).returncode != 0
+    missing = cli.run("ls", "--from-catalog", snaps[0]["id"][:8], str(cli.src / "nowhere"), ok=False)
+    assert missing.returncode == 2 and "is not in snapshot" in missing.stderr
     same = cli.json("find", "--same-content", str(cli.src / "docs" / "index.html"))
     assert [r["path"] for r in same["results"]] == [str(cli.src / "docs" / "index.html")]
     digest = same["results"][0]["digest"]

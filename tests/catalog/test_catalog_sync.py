@@ -199,3 +199,15 @@ def test_sites_rename_stats_and_vacuum(builder, new_location, wait):
     cat.rename_site("lyon")
     assert {s for snap in cat.snapshots() for s in snap.sites} == {"lyon"}
     cat.close()
+
+
+def test_api_catalog_of_a_repository_reports_then_indexes_new_snapshots(builder, new_location, wait):
+    from ebas import api
+
+    _history(builder, wait, 2)
+    with api.catalog(builder.repo, new_location()) as cat:
+        res = cat.find(FindQuery("notes"))
+        assert res.hits == [] and len(res.freshness.not_indexed) == 2  # says what it could not see
+        assert len(cat.sync(builder.repo).added) == 2
+        res = cat.find(FindQuery("notes"))
+        assert res.freshness.not_indexed == [] and {h.size for h in res.hits} == {len("notes 0"), len("notes 1")}

@@ -197,18 +197,24 @@ def history_cmd(ctx, path, hosts, sources):
 
 
 # ------------------------------------------------------------------ ls --at
-def ls_at(ctx, at_time: str, path: str, long_format: bool, recursive: bool, hosts, tags, source) -> None:
-    """``ebas ls --at TIME PATH``: a directory as it was, from the catalog alone."""
+def ls_at(ctx, at_time: str | None, path: str, long_format: bool, recursive: bool, hosts, tags, source, *,
+          snapshot: str | None = None) -> None:
+    """``ebas ls --at TIME PATH`` (each source's snapshot at that time) or ``ebas ls
+    --from-catalog SNAPSHOT PATH``: a directory as it was, from the catalog alone."""
     env = get_env(ctx)
     with open_env_catalog(env) as cat:
-        res = cat.ls(path, at=_parse_time(at_time), hosts=[hosts] if isinstance(hosts, str) else list(hosts or ()),
-                     sources=[source] if source else None, tags=list(tags or ()), recursive=recursive)
+        if snapshot is not None:
+            res = cat.ls(path, snapshot=snapshot, recursive=recursive)
+        else:
+            res = cat.ls(path, at=_parse_time(at_time), hosts=[hosts] if isinstance(hosts, str) else list(hosts or ()),
+                         sources=[source] if source else None, tags=list(tags or ()), recursive=recursive)
     _freshness_notes(env, res.freshness)
     if env.json:
         env.emit(res.to_json())
         return
     if not res.listings:
-        raise UsageError(f"{path!r} is not in any indexed snapshot at {at_time}")
+        where = f"snapshot {snapshot}" if snapshot is not None else f"any indexed snapshot at {at_time}"
+        raise UsageError(f"{path!r} is not in {where}")
     out = []
     for x in res.listings:
         if len(res.listings) > 1:

@@ -41,18 +41,23 @@ def snapshots_cmd(ctx, host, tags, path, chains):
 @click.option("-l", "--long", "long_format", is_flag=True, help="show mode, owner, size and time")
 @click.option("-R", "--recursive", is_flag=True, help="list subdirectories too")
 @click.option("--at", "at_time", metavar="TIME", help="list PATH as it was at TIME, from the catalog (give only PATH)")
+@click.option("--from-catalog", is_flag=True,
+              help="answer from the catalog alone: no password, no repository reads (the snapshot must be indexed)")
 @snapshot_filters
 @json_option
 @click.pass_context
-def ls_cmd(ctx, snapshot, path, long_format, recursive, at_time, filter_host, filter_tags, filter_path):
+def ls_cmd(ctx, snapshot, path, long_format, recursive, at_time, from_catalog, filter_host, filter_tags, filter_path):
     """List the entries at PATH in SNAPSHOT (or, with --at TIME, at that time from the catalog)."""
     from ebas.backup.browse import list_path
 
-    if at_time is not None:
+    if at_time is not None or from_catalog:
         from ebas.cli.cmd_catalog import ls_at
 
-        return ls_at(ctx, at_time, snapshot if snapshot and path == "/" else path, long_format, recursive,
-                     filter_host, filter_tags, filter_path)
+        if at_time is None and snapshot is None:
+            raise click.UsageError("missing argument SNAPSHOT (or use --at TIME PATH)")
+        return ls_at(ctx, at_time, snapshot if at_time is not None and snapshot and path == "/" else path,
+                     long_format, recursive, filter_host, filter_tags, filter_path,
+                     snapshot=snapshot if at_time is None else None)
     if snapshot is None:
         raise click.UsageError("missing argument SNAPSHOT (or use --at TIME PATH)")
     env = get_env(ctx)
