@@ -10,6 +10,8 @@ to do next::
     │   ├── ObjectNotFound                   a named object does not exist
     │   ├── ObjectExists                     create-only write found an object
     │   ├── PermissionDenied                 the store refused (append-only, credentials)
+    │   │   └── ObjectLocked                 write-once retention (Object Lock) forbids it
+    │   ├── ObjectArchived                   in a cold/archive tier: thaw it first
     │   ├── StoreFull                        no space left on the store
     │   ├── InvalidRange                     a ranged read past the end of an object
     │   └── TransientStoreError (retryable)  timeouts, resets, 5xx; safe to try again
@@ -31,6 +33,8 @@ to do next::
 """
 
 from __future__ import annotations
+
+from datetime import datetime
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -119,6 +123,31 @@ class TransientStoreError(StoreError):
 
     retryable = True
 
+
+
+class ObjectArchived(StoreError):
+    """The object sits in a cold/archive tier and must be restored (thawed) before reading."""
+
+    default_hint = ("restore (thaw) the listed objects from the archive tier, wait until the "
+                    "restore has finished, then run the command again")
+
+    def __init__(self, message: str, *, name: str = "", hint: str | None = None):
+        super().__init__(message, hint=hint)
+        self.name = name
+
+
+class ObjectLocked(PermissionDenied):
+    """A delete or overwrite refused because the object is under write-once retention."""
+
+    default_hint = ("the object is under write-once retention (Object Lock); it can be removed "
+                    "after the retain-until date, or in governance mode by credentials allowed "
+                    "to bypass it")
+
+    def __init__(self, message: str, *, name: str = "", retain_until: datetime | None = None,
+                 hint: str | None = None):
+        super().__init__(message, hint=hint)
+        self.name = name
+        self.retain_until = retain_until
 
 # ------------------------------------------------------------- repository errors
 class RepositoryError(EbasError):

@@ -7,7 +7,7 @@
 * :class:`PartedWriter`: an ``open_write`` stream that buffers up to one part and
   becomes a single put when small, or a multipart/block/resumable upload when large;
   nothing is visible until ``commit``.
-* :class:`ObjectArchived` and :class:`ObjectLocked`: the store-level errors for a cold
+* :class:`ObjectArchived` and :class:`ObjectLocked` (defined in :mod:`ebas.errors`, re-exported): the errors for a cold
   tier and for write-once retention (subclasses of the ebas tree, so callers that
   catch ``StoreError`` / ``PermissionDenied`` keep working).
 """
@@ -19,7 +19,7 @@ import re
 from typing import Callable
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from ebas.errors import PermissionDenied, StoreError, UsageError
+from ebas.errors import ObjectArchived, ObjectLocked, UsageError  # noqa: F401 - re-exported for the backends
 from ebas.storage.base import ObjectWriter, check_name
 
 MiB = 1024 * 1024
@@ -29,29 +29,6 @@ _UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1024, "kib": 1024, "m": MiB, "mb": MiB
           "g": 1024 * MiB, "gb": 1024 * MiB, "gib": 1024 * MiB}
 
 
-class ObjectArchived(StoreError):
-    """The object sits in a cold/archive tier and must be restored (thawed) before reading."""
-
-    default_hint = ("restore (thaw) the listed objects from the archive tier, wait until the "
-                    "restore has finished, then run the command again")
-
-    def __init__(self, message: str, *, name: str = "", hint: str | None = None):
-        super().__init__(message, hint=hint)
-        self.name = name
-
-
-class ObjectLocked(PermissionDenied):
-    """A delete or overwrite refused because the object is under write-once retention."""
-
-    default_hint = ("the object is under write-once retention (Object Lock); it can be removed "
-                    "after the retain-until date, or in governance mode by credentials allowed "
-                    "to bypass it")
-
-    def __init__(self, message: str, *, name: str = "", retain_until: dt.datetime | None = None,
-                 hint: str | None = None):
-        super().__init__(message, hint=hint)
-        self.name = name
-        self.retain_until = retain_until
 
 
 # ------------------------------------------------------------------ URL and options
