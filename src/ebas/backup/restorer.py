@@ -22,6 +22,10 @@ from ebas.repo.tree import DIR, FILE, ID_LEN, SYMLINK, Node
 
 BATCH = 64  # blobs fetched per task
 MAX_PENDING = 4
+SMALL_CHUNKS = 2  # files of at most this many chunks and SMALL_BYTES ...
+SMALL_BYTES = 2 << 20
+GROUP_FILES = 256  # ... are restored in groups: one fetch (a few ranged reads) per group
+GROUP_BYTES = 8 << 20
 
 
 @dataclass
@@ -93,6 +97,8 @@ class Restorer:
     def _restore_dir(self, tdir: TargetDir, tree_id: bytes, comps: list[bytes], everything: bool = False) -> None:
         nodes = self.repo.load_tree(tree_id)
         pending: list[tuple[Future | None, Node]] = []
+        group: list[tuple[bytes, Node]] = []  # small files of this directory, fetched together
+        group_bytes = 0
         for node in nodes:
             name = check_component(node.name)
             here = comps + [name]
@@ -110,7 +116,14 @@ class Restorer:
                 self._meta(tdir, name, node)
                 self.result.dirs += 1
             elif node.type == FILE:
-                pending.append((self._file(tdir, name, node, here), node))
+                if node.link_group or node.extents or len(node.chunk_ids) > SMALL_CHUNKS or node.size > SMALL_BYTES:
+                    pending.append((self._file(tdir, name, node, here), node))
+                    continue
+                group.append((name, node))
+                group_bytes += node.size
+                if len(group) >= GROUP_FILES or group_bytes >= GROUP_BYTES:
+                    pending.append((self.pool.submit(self._write_group, tdir, group), node))
+                    group, group_bytes = [], 0
             elif node.type == SYMLINK:
                 tdir.symlink(name, node.target)
                 self._meta(tdir, name, node)
@@ -122,6 +135,8 @@ class Restorer:
                 else:
                     self._meta(tdir, name, node)
                 self.result.others += 1
+        if group:
+            pending.append((self.pool.submit(self._write_group, tdir, group), group[-1][1]))
         for fut, node in pending:
             if fut is not None:
                 fut.result()
@@ -140,7 +155,13 @@ class Restorer:
             self._link_done[group] = fut
         return fut
 
-    def _write_file(self, tdir: TargetDir, name: bytes, node: Node) -> None:
+    def _write_group(self, tdir: TargetDir, files: list[tuple[bytes, Node]]) -> None:
+        """Small files (no holes, no links): all their blobs in one fetch, then each file."""
+        datas = iter(self.repo.get_blobs([cid for _name, node in files for cid in node.chunk_ids]))
+        for name, node in files:
+            self._write_file(tdir, name, node, [[next(datas) for _ in node.chunk_ids]])
+
+    def _write_file(self, tdir: TargetDir, name: bytes, node: Node, fetched: list | None = None) -> None:
         fd = tdir.create_file(name)
         written = 0
         try:
@@ -149,7 +170,7 @@ class Restorer:
             i = 0
             for offset, _length, count in regions:
                 pos = offset
-                for batch in self._fetch(ids[i : i + count]):
+                for batch in (fetched if fetched is not None else self._fetch(ids[i : i + count])):
                     for data in batch:
                         mv = memoryview(data)
                         while mv:
