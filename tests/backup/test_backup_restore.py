@@ -993,3 +993,29 @@ def test_incremental_picks_up_xattr_changes_and_reuses_unchanged_metadata(repo, 
     assert nodes["a"].xattrs == {b"user.kind": b"v1"} and nodes["b"].xattrs == {b"user.kind": b"v2"}
     out = restore_to(repo, tmp_path)
     assert os.getxattr(r(out, src) / "b", "user.kind") == b"v2"
+
+
+def test_incremental_reads_previous_trees_in_batches(repo, tmp_path):
+    """An incremental backup of 120 unchanged directories reads the previous snapshot's
+    trees with a few ranged reads, not one request per directory."""
+    from ebas.storage.wrappers.counting import CountingStore, StoreCounts
+
+    src = tmp_path / "tree"
+    for a in range(6):
+        for b in range(20):
+            d = src / f"a{a}" / f"b{b:02d}"
+            d.mkdir(parents=True)
+            (d / "f.txt").write_bytes(rand(300, 100 * a + b))
+    first = api.backup(repo, [str(src)]).snapshot
+    (src / "a3" / "b07" / "f.txt").write_bytes(b"changed")
+    counts = StoreCounts()
+    writer = api.Repository.open(CountingStore(repo.store, counts), "correct horse battery staple")
+    writer.index
+    before = counts.snapshot()
+    second = api.backup(writer, [str(src)]).snapshot
+    gets = (counts.snapshot() - before).calls.get("get", 0)
+    assert second.parent == first.id and second.stats["files_changed"] == 1
+    assert gets < 30, gets  # 127 previous trees; one request each before
+    out = restore_to(api.Repository.open(repo.store, "correct horse battery staple"), tmp_path)
+    assert (r(out, src) / "a3" / "b07" / "f.txt").read_bytes() == b"changed"
+    assert (r(out, src) / "a5" / "b19" / "f.txt").read_bytes() == rand(300, 519)
