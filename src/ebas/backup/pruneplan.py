@@ -16,8 +16,9 @@ packs, reads the headers of packs that no index names, walks every snapshot's tr
   (a lost index segment): it is indexed again, never deleted;
 * **drop**: indexed but missing from the store and holding nothing live: its index
   entries go. A missing pack that *does* hold live blobs makes the plan refuse.
-* packs that are young and unindexed (a backup may be writing them) or condemned by an
-  unfinished prune are left alone.
+* packs that are young and unindexed (a backup may be writing them), condemned by an
+  unfinished prune, or under write-once retention (S3 Object Lock: the store would refuse
+  the delete, and a repack would only add copies) are left alone.
 
 When a blob is stored in several packs, one copy is the *keeper* (the copy in the pack
 with the highest share of live bytes, then in the newest pack); the others count as unused.
@@ -25,6 +26,7 @@ with the highest share of live bytes, then in the newest pack); the others count
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -122,6 +124,7 @@ class PrunePlan:
     drop: set[bytes] = field(default_factory=set)
     missing_needed: dict[bytes, int] = field(default_factory=dict)
     young: set[bytes] = field(default_factory=set)
+    locked: dict[bytes, int] = field(default_factory=dict)  # pack -> retain-until ns (write-once retention)
     pending: set[bytes] = field(default_factory=set)
     unreadable_unindexed: set[bytes] = field(default_factory=set)
     snapshots: list[str] = field(default_factory=list)
@@ -155,6 +158,8 @@ class PrunePlan:
             "packs_repack": len(self.repack), "repack_bytes": self.repack_bytes, "packs_adopt": len(self.adopt),
             "packs_drop_missing": len(self.drop), "packs_missing_needed": len(self.missing_needed),
             "packs_young_unindexed": len(self.young), "packs_pending_delete": len(self.pending),
+            "packs_locked": len(self.locked),
+            "locked_until_ns": max(self.locked.values()) if self.locked else 0,
             "blobs_missing": self.blobs_missing, "reclaimable_bytes": self.reclaimable_bytes,
         }
 
@@ -243,7 +248,30 @@ def make_plan(repo, *, max_unused: float = 0.10, grace_ns: int = 3600 * 10**9, n
     plan.unreadable_unindexed = bad
     _classify(plan, max_unused)
     _unindexed(plan, orphan_entries, unindexed, now, grace_ns)
+    _locked(repo, plan, now)
     return plan
+
+
+def _locked(repo, plan: PrunePlan, now: int) -> None:
+    """Under write-once retention, leave packs the store would refuse to delete alone:
+    neither deleted nor repacked (a repack would only add copies while the originals stay)."""
+    if not (repo.config.object_lock or repo.store.object_lock()):
+        return
+    cands = sorted(plan.delete | set(plan.repack))
+    bypass = bool(repo.store.capabilities.extra.get("bypass_governance"))  # maintenance credentials
+
+    def until_ns(pid: bytes) -> int:
+        mode, until = repo.store.retention(pack_name(pid))
+        if until is None or (bypass and str(mode).upper() == "GOVERNANCE"):
+            return 0
+        return int(until.timestamp() * 1e9)
+
+    with ThreadPoolExecutor(8, thread_name_prefix="ebas-retention") as pool:
+        for pid, until in zip(cands, pool.map(until_ns, cands)):
+            if until > now:
+                plan.locked[pid] = until
+                plan.delete.discard(pid)
+                plan.repack.pop(pid, None)
 
 
 def _classify(plan: PrunePlan, max_unused: float) -> None:

@@ -1,4 +1,4 @@
-"""``ebas check``, ``ebas repair index`` and ``ebas unlock``."""
+"""``ebas check``, ``ebas repair index``, ``ebas unlock`` and ``ebas object-lock extend``."""
 
 from __future__ import annotations
 
@@ -60,8 +60,28 @@ def unlock_cmd(ctx):
     env.emit({"removed": [lk.__dict__ for lk in removed], "live": [lk.__dict__ for lk in live]}, text)
 
 
+@click.group("object-lock")
+def object_lock_group():
+    """Write-once retention (S3 Object Lock) maintenance."""
+
+
+@object_lock_group.command("extend")
+@click.option("--dry-run", is_flag=True, help="only report the packs whose retention is too short")
+@json_option
+@click.pass_context
+def object_lock_extend_cmd(ctx, dry_run):
+    """Keep every pack retained as long as the newest snapshot that needs it (run after backups)."""
+    from ebas.backup.objectlock import extend_locks
+
+    env = get_env(ctx)
+    repo = env.open_repo()
+    res = extend_locks(repo, dry_run=dry_run)
+    env.emit(res.to_json(), res.summary())
+
+
 def register(cli: click.Group) -> None:
     """Attach this module's commands."""
     cli.add_command(check_cmd)
     cli.add_command(repair_group)
     cli.add_command(unlock_cmd)
+    cli.add_command(object_lock_group)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 import click
 
 from ebas.cli.app import get_env, json_option
@@ -86,6 +88,10 @@ def run_prune(env, repo, *, max_unused: str, grace: str, max_wait: str, lock_wai
                      f"{res.packs_adopted}, kept {res.packs_resurrected} that new snapshots need")
         lines.append(f"packs: {human_size(res.bytes_before)} before, {human_size(res.bytes_after)} after, "
                      f"{human_size(res.bytes_freed)} freed in {res.duration_s:.1f}s")
+    if p.get("packs_locked"):
+        until = datetime.fromtimestamp(p["locked_until_ns"] / 1e9, timezone.utc).isoformat(timespec="seconds")
+        lines.append(f"left {p['packs_locked']} pack(s) alone: under write-once retention (latest until {until}); "
+                     "a prune after that date frees them")
     for pend in res.pending:
         who = "; ".join(pend.get("waiting_for", [])) or "a damaged index or snapshot"
         lines.append(f"pending: {pend['packs']} pack(s) of {pend['record']} wait for {who}; run prune again later")

@@ -27,8 +27,9 @@ NUL bytes (``check_name``).
 from __future__ import annotations
 
 import abc
+from datetime import datetime
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Iterable, Iterator
 
 from ebas.errors import UsageError
 
@@ -183,6 +184,13 @@ class Store(abc.ABC):
     def get(self, name: str, start: int = 0, length: int | None = None) -> bytes:
         """Bytes of ``name`` from ``start``; ``length`` None reads to the end."""
 
+    def get_many(self, names: Iterable[str]) -> Iterator[tuple[str, bytes]]:
+        """``(name, bytes)`` of every object in ``names``, in the order the store reads
+        best: the order given by default; a tape store reads in tape order, mounting
+        each cartridge once. Missing objects raise ``ObjectNotFound``."""
+        for name in dict.fromkeys(names):
+            yield name, self.get(name)
+
     @abc.abstractmethod
     def stat(self, name: str) -> ObjectInfo:
         """Size (and mtime where known) of ``name``."""
@@ -237,6 +245,14 @@ class Store(abc.ABC):
 
     def set_object_lock(self, mode: str, days: float) -> None:
         """Make every later write set ``mode`` retention for ``days`` days."""
+        raise UsageError(f"{self.url}: this store does not support object lock (write-once retention)")
+
+    def retention(self, name: str) -> tuple[str | None, "datetime | None"]:
+        """``(mode, retain_until)`` of ``name`` (aware UTC datetime), ``(None, None)`` if unlocked."""
+        return None, None
+
+    def extend_retention(self, name: str, until: "datetime") -> "datetime":
+        """Keep ``name`` retained until at least ``until`` (never shortens); the date in force."""
         raise UsageError(f"{self.url}: this store does not support object lock (write-once retention)")
 
     def close(self) -> None:

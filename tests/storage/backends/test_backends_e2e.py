@@ -280,26 +280,76 @@ def test_prune_leaves_object_locked_packs_alone_and_reports_them(request, tmp_pa
     assert cli_json(cli.ok("forget", "--keep-last", "1", "--json", repo=maintenance))["removed"] == [first]
     res = cli.ok("prune", *PRUNE_NOW, "--json")
     pruned = cli_json(res)
-    assert pruned["packs_deleted"] == 0 and pruned["bytes_freed"] == 0
-    assert any("refused to delete" in p for p in pruned["problems"]), pruned["problems"]
-    assert pruned["pending"] and pruned["pending"][0]["packs"] >= 1
-    assert b"refused to delete" in res.stderr  # the human output says it too
+    # the plan asks the store: packs under retention are neither deleted nor repacked (a
+    # repack would only add copies while the originals stay), and nothing is left pending
+    assert pruned["packs_deleted"] == 0 and pruned["packs_repacked"] == 0 and pruned["bytes_freed"] == 0
+    assert pruned["problems"] == [] and pruned["pending"] == []
+    assert pruned["plan"]["packs_locked"] >= 1 and pruned["plan"]["locked_until_ns"] > 0
+    text = cli.ok("prune", *PRUNE_NOW).stdout.decode()
+    assert "under write-once retention" in text and "a prune after that date frees them" in text
     after = packs_in(store)
-    assert set(before) <= set(after)  # nothing under retention was touched
-    assert pruned["bytes_after"] == sum(after.values())  # (plus the repacked copy of the live data)
+    assert after == before  # nothing touched, nothing added
+    assert pruned["bytes_after"] == sum(after.values())
 
     target = tmp_path / "restore"
     cli.ok("restore", "latest", "--target", str(target))
     assert contents(target / str(src).lstrip("/")) == contents(src)
     check = cli_json(cli.ok("check", "--read-data", "--json"))
-    assert check["ok"] and check["errors"] == []
-    # the condemned packs are visible as a warning (a pending prune / unindexed packs), not an error
-    assert check["warnings"] and {w["kind"] for w in check["warnings"]} <= {"prune-pending", "unindexed-pack"}
+    assert check["ok"] and check["errors"] == [] and check["warnings"] == []
 
+    # maintenance credentials may bypass GOVERNANCE retention: that prune frees the space
     final = cli_json(cli.ok("prune", *PRUNE_NOW, "--json", repo=maintenance))
-    assert final["problems"] == [] and final["pending"] == []
-    assert final["packs_deleted"] == pruned["pending"][0]["packs"]
+    assert final["problems"] == [] and final["pending"] == [] and final["plan"]["packs_locked"] == 0
+    assert final["packs_deleted"] >= 1
     left = packs_in(store)
     assert len(left) < len(before) and sum(left.values()) <= sum(before.values()) - GONE_SIZE
     check = cli_json(cli.ok("check", "--read-data", "--json"))
     assert check["ok"] and check["errors"] == [] and check["warnings"] == []
+
+
+def test_object_lock_extend_follows_the_newest_snapshot_that_needs_a_pack(request, tmp_path, make_cli):
+    """A pack written with the first backup and still used by a later one must stay locked
+    until that later snapshot's time + lock days; a pack only the first needs keeps its
+    own date. The command is idempotent, and --dry-run changes nothing."""
+    import datetime as dt
+
+    svc.require_module("boto3")
+    moto = request.getfixturevalue("moto")
+    url = s3_url(moto.port, request.getfixturevalue("s3_lock_bucket"), unique("e2e-extend")) + \
+        "&access_key_id=testing&secret_access_key=testing"
+    cli = make_cli(url)
+    src = prune_tree(tmp_path)
+    cli.ok(*CLI_INIT, "--object-lock", "governance", "--lock-days", "1")
+    first = cli_json(cli.ok("backup", str(src), "--json"))["snapshot_id"]
+    store = open_store(url)
+    first_packs = set(packs_in(store))
+    second_state(src)
+    later = (dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=3)).replace(microsecond=0)
+    second = cli_json(cli.ok("backup", str(src), "--time", later.isoformat(), "--json"))["snapshot_id"]
+    repo = api.open_repository(url, cli.env["EBAS_PASSWORD"])
+    [(_p, keep_node)] = api.ls(repo, second, f"{src}/keep.bin")
+    keep_pack = pack_name(repo.index.table.lookup(keep_node.content[:32])[0])  # written by the first backup
+    gone_pack = pack_name(repo.index.table.lookup(next(iter(gone_chunks(repo, first, src))))[0])
+    assert keep_pack in first_packs and keep_pack != gone_pack
+    before_keep, before_gone = store.retention(keep_pack)[1], store.retention(gone_pack)[1]
+    assert before_keep < later  # locked for a day from its write, not for the later snapshot
+
+    dry = cli_json(cli.ok("object-lock", "extend", "--dry-run", "--json"))
+    assert dry["dry_run"] and dry["packs_extended"] >= 1 and dry["snapshots"] == 2
+    assert store.retention(keep_pack)[1] == before_keep  # a dry run changes nothing
+
+    done = cli_json(cli.ok("object-lock", "extend", "--json"))
+    assert done["packs_extended"] == dry["packs_extended"] and done["mode"] == "governance"
+    assert store.retention(keep_pack)[1] >= later + dt.timedelta(days=1)  # the newest user's time + 1 day
+    assert store.retention(gone_pack)[1] == before_gone  # only the first snapshot needs it: unchanged
+    again = cli_json(cli.ok("object-lock", "extend", "--json"))
+    assert again["packs_extended"] == 0 and again["packs_current"] == done["packs_needed"]
+    text = cli.ok("object-lock", "extend").stdout.decode()
+    assert "extended 0" in text and "already retained long enough" in text
+
+
+def test_object_lock_extend_needs_a_locked_repository(tmp_path, make_cli):
+    cli = make_cli(str(tmp_path / "plain"))
+    cli.ok(*CLI_INIT)
+    res = cli("object-lock", "extend")
+    assert res.returncode == 2 and b"no object lock" in res.stderr

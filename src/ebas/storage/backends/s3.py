@@ -94,7 +94,7 @@ OPTIONS = {
     "profile": (str, None), "storage_class": (lambda v: str(v).upper(), None),
     "class_prefixes": (as_prefixes, ("",)),
     "object_lock": (lambda v: str(v).lower(), None), "lock_days": (as_float, None),
-    "lock_skip": (as_prefixes, ("locks/",)), "bypass_governance": (as_bool, False),
+    "lock_skip": (as_prefixes, ("locks/", "prune/")), "bypass_governance": (as_bool, False),
     "part_size": (as_size, 8 * MiB), "multipart_threshold": (as_size, 64 * MiB),
     "connect_timeout": (as_float, 10.0), "read_timeout": (as_float, 60.0),
     "max_connections": (int, 16), "sdk_retries": (int, 0),
@@ -136,7 +136,8 @@ class S3Store(Store):
             min_part_size=MIN_PART, max_part_size=5 * 1024 * MiB,
             parallel_writes=opts["max_connections"],
             cold_tier=self.storage_class in COLD_CLASSES,
-            extra={"kind": "s3", "object_lock": self.lock_mode, "storage_class": self.storage_class})
+            extra={"kind": "s3", "object_lock": self.lock_mode, "storage_class": self.storage_class,
+                   "bypass_governance": self.bypass_governance})
         session = boto3.session.Session(
             profile_name=opts["profile"], aws_access_key_id=opts["access_key_id"],
             aws_secret_access_key=opts["secret_access_key"], aws_session_token=opts["session_token"])

@@ -5,7 +5,7 @@ Wrappers subclass it and override only the operations whose behaviour they chang
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Iterable, Iterator
 
 from ebas.storage.base import Capabilities, ObjectInfo, ObjectWriter, PartInfo, PendingUpload, Store
 
@@ -30,6 +30,12 @@ class StoreWrapper(Store):
     def set_object_lock(self, mode: str, days: float) -> None:
         self.inner.set_object_lock(mode, days)
 
+    def retention(self, name: str):
+        return self.inner.retention(name)
+
+    def extend_retention(self, name: str, until):
+        return self.inner.extend_retention(name, until)
+
     def put(self, name: str, data: bytes) -> None:
         self.inner.put(name, data)
 
@@ -38,6 +44,9 @@ class StoreWrapper(Store):
 
     def get(self, name: str, start: int = 0, length: int | None = None) -> bytes:
         return self.inner.get(name, start, length)
+
+    def get_many(self, names: Iterable[str]) -> Iterator[tuple[str, bytes]]:
+        return self.inner.get_many(names)
 
     def stat(self, name: str) -> ObjectInfo:
         return self.inner.stat(name)

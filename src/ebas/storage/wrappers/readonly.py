@@ -53,6 +53,9 @@ class ReadOnlyStore(StoreWrapper):
     def abort(self, upload_id: str) -> None:
         self._refuse("abort upload", upload_id)
 
+    def extend_retention(self, name: str, until):
+        self._refuse("extend the retention of", name)
+
 
 class AppendOnlyStore(StoreWrapper):
     """Writes and uploads pass through; ``delete`` raises ``PermissionDenied``.

@@ -14,7 +14,7 @@ gone, and the caller must restart the stream (nothing partial was published).
 from __future__ import annotations
 
 import threading
-from typing import Callable, Iterator, TypeVar
+from typing import Callable, Iterable, Iterator, TypeVar
 
 from ebas.errors import ObjectNotFound
 from ebas.flow.backoff import Backoff
@@ -61,13 +61,37 @@ class RetryingStore(StoreWrapper):
                     exc.add_note(f"ebas: {op} gave up after {self.attempts} attempts")
                     raise
                 failed_before = True
-                delay = self.backoff.delay(attempt, self.entropy)
-                with self._lock:
-                    self.retries += 1
-                if self.on_retry is not None:
-                    self.on_retry(op, attempt, exc, delay)
-                self.clock.sleep(delay)
+                self._pause(op, attempt, exc)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _pause(self, op: str, attempt: int, exc: BaseException) -> None:
+        delay = self.backoff.delay(attempt, self.entropy)
+        with self._lock:
+            self.retries += 1
+        if self.on_retry is not None:
+            self.on_retry(op, attempt, exc, delay)
+        self.clock.sleep(delay)
+
+    def get_many(self, names: Iterable[str]) -> Iterator[tuple[str, bytes]]:
+        """The inner store's batch read (its order is kept); after a retryable failure the
+        objects not returned yet are asked for again, so each is yielded once."""
+        todo = dict.fromkeys(names)
+        attempt = 0
+        while todo:
+            try:
+                for name, data in self.inner.get_many(list(todo)):
+                    todo.pop(name, None)
+                    attempt = 0
+                    yield name, data
+                return
+            except Exception as exc:
+                attempt += 1
+                if not getattr(exc, "retryable", False):
+                    raise
+                if attempt >= self.attempts:
+                    exc.add_note(f"ebas: get_many gave up after {self.attempts} attempts")
+                    raise
+                self._pause("get_many", attempt, exc)
 
     def put(self, name: str, data: bytes) -> None:
         self._call("put", lambda: self.inner.put(name, data))
@@ -80,6 +104,12 @@ class RetryingStore(StoreWrapper):
 
     def stat(self, name: str) -> ObjectInfo:
         return self._call("stat", lambda: self.inner.stat(name))
+
+    def retention(self, name: str):
+        return self._call("retention", lambda: self.inner.retention(name))
+
+    def extend_retention(self, name: str, until):
+        return self._call("extend_retention", lambda: self.inner.extend_retention(name, until))
 
     def list(self, prefix: str = "") -> Iterator[ObjectInfo]:
         return iter(self._call("list", lambda: [*self.inner.list(prefix)]))
