@@ -13,7 +13,7 @@ from ebas.backup.export import export_snapshot
 from ebas.backup.retention import RetentionPolicy
 from ebas.backup.synthetic import restore_order, synthesize
 from ebas.errors import IntegrityError, RepositoryExists, UsageError
-from ebas.repo.pack import pack_name
+from ebas.repo.pack import KIND_DATA, KIND_TREE, pack_name
 from ebas.repo.repair import rebuild_index
 from ebas.repo.repository import Repository
 from ebas.storage.wrappers.faulty import FaultyStore
@@ -96,11 +96,14 @@ def test_consolidation_lays_out_packs_in_restore_order_and_frees_the_old_chain(c
     assert check_repository(fresh).ok
     assert restored(fresh, res.snapshot, tmp_path, "consolidated") == states[4]
     table = fresh.index.table
-    locs = [table.lookup(bid) for bid, _ in blobs]
-    packs = list(dict.fromkeys(loc[0] for loc in locs))
-    assert len(packs) == res.packs_written  # everything it needs lives in the new packs only
-    order = [(packs.index(p), off) for p, off, _ in locs]
-    assert order == sorted(order)  # a restore reads them front to back
+    all_packs = set()
+    for kind in (KIND_DATA, KIND_TREE):  # trees go to tree packs, file data to data packs
+        locs = [table.lookup(bid) for bid, k in blobs if k == kind]
+        packs = list(dict.fromkeys(loc[0] for loc in locs))
+        all_packs |= set(packs)
+        order = [(packs.index(p), off) for p, off, _ in locs]
+        assert order == sorted(order)  # a restore reads each kind front to back
+    assert len(all_packs) == res.packs_written  # everything it needs lives in the new packs only
 
 
 def test_synthesize_refuses_a_damaged_snapshot(chain):

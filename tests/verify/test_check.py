@@ -233,8 +233,8 @@ def test_tree_cut_by_a_truncated_pack_is_reported(env):
     env.truncate(name, off + length // 2)
     report = check_repository(env.repo)
     assert only(report, "pack-truncated").object == name
-    p = only(report, "tree-damaged")
-    assert f"{env.src}/photos" in p.message and "truncated" in p.message
+    damaged = [p for p in report.problems if p.kind == "tree-damaged"]  # trees after it in the pack too
+    assert any(f"{env.src}/photos" in p.message and "truncated" in p.message for p in damaged), damaged
 
 
 def test_invalid_tree_entries_and_root_ids_are_reported(env):

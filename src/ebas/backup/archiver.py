@@ -221,9 +221,9 @@ class Archiver:
         return node
 
     def _prev_nodes(self, tree_id: bytes | None) -> dict[bytes, Node]:
-        """The previous snapshot's entries of a directory. The subtrees of its directories
-        are fetched ahead in one batch (a few ranged reads instead of one request per
-        directory: what object stores bill and what their latency punishes)."""
+        """The previous snapshot's entries of a directory. Trees below it are fetched ahead,
+        level by level, in batches (a few ranged reads per level instead of one request
+        per directory: what object stores bill and what their latency punishes)."""
         if not tree_id:
             return {}
         try:
@@ -234,18 +234,27 @@ class Archiver:
         except Exception as exc:  # noqa: BLE001 - a damaged parent only costs a re-read
             self._warn(f"previous tree {tree_id.hex()[:12]} unreadable ({exc}); re-reading")
             return {}
-        ahead = [n.subtree for n in nodes if n.type == DIR and n.subtree and n.subtree not in self._prev_blobs]
-        for k in range(0, len(ahead), PREFETCH_TREES):
-            if self._prev_bytes > PREFETCH_BYTES:  # bounded memory: the rest is read one by one
-                break
-            part = ahead[k : k + PREFETCH_TREES]
+        self._prefetch([n.subtree for n in nodes if n.type == DIR and n.subtree])
+        return {n.name: n for n in nodes}
+
+    def _prefetch(self, frontier: list[bytes]) -> None:
+        """Breadth-first read-ahead of previous trees while under ``PREFETCH_BYTES``."""
+        while frontier and self._prev_bytes < PREFETCH_BYTES:
+            part = [t for t in dict.fromkeys(frontier[:PREFETCH_TREES]) if t not in self._prev_blobs]
+            frontier = frontier[PREFETCH_TREES:]
+            if not part:
+                continue
             try:
                 blobs = self.repo.get_blobs(part)
-            except Exception:  # noqa: BLE001 - each subtree is then loaded (and reported) on its own
-                break
-            self._prev_blobs.update(zip(part, blobs))
-            self._prev_bytes += sum(len(b) for b in blobs)
-        return {n.name: n for n in nodes}
+            except Exception:  # noqa: BLE001 - each tree is then loaded (and reported) on its own
+                return
+            for tid, blob in zip(part, blobs):
+                try:
+                    frontier.extend(n.subtree for n in decode_tree(blob) if n.type == DIR and n.subtree)
+                except Exception:  # noqa: BLE001 - reported when the walk loads it itself
+                    continue
+                self._prev_blobs[tid] = blob
+                self._prev_bytes += len(blob)
 
     def _extras(self, path: bytes, node: Node) -> None:
         try:

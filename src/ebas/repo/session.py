@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from ebas.crypto.ids import pack_id as hash_pack
 from ebas.errors import EbasError, IntegrityError
 from ebas.repo.index import IndexSegment, segment_name
-from ebas.repo.pack import PackEntry, encode_header, pack_id_from_name, pack_name, read_pack_header
+from ebas.repo.pack import KIND_DATA, KIND_TREE, PackEntry, encode_header, pack_id_from_name, pack_name, read_pack_header
 from ebas.repo.prunestate import condemned_packs
 
 
@@ -56,9 +56,14 @@ class WriteSession:
         self.stats = SessionStats()
         self._lock = threading.Lock()
         self._pending: set[bytes] = set()
-        self._buf = bytearray()
-        self._entries: list[PackEntry] = []
+        # one open pack per class: trees apart from file data, so that a walk of the trees
+        # (incremental backup, prune, check, catalog) reads dense tree packs, not data
+        self._bufs: dict[int, bytearray] = {KIND_DATA: bytearray(), KIND_TREE: bytearray()}
+        self._open: dict[int, list[PackEntry]] = {KIND_DATA: [], KIND_TREE: []}
         self._unindexed: dict[bytes, list[PackEntry]] = {}
+        # a store that takes one write at a time (tape) gets one upload thread, so a pack's
+        # header is read back before the next pack is written (no trip back to a cartridge)
+        upload_threads = max(1, min(upload_threads, repo.store.capabilities.parallel_writes))
         self._slots = threading.Semaphore(upload_threads + 1)
         self._pool = ThreadPoolExecutor(upload_threads, thread_name_prefix="ebas-upload")
         self._futures: list[Future] = []
@@ -83,14 +88,16 @@ class WriteSession:
                 self._pending.discard(bid)
             raise
         sealed = None
+        cls = KIND_TREE if kind == KIND_TREE else KIND_DATA
         with self._lock:
-            self._entries.append(PackEntry(bid, kind, codec, len(self._buf), len(stored), len(data)))
-            self._buf += stored
+            buf = self._bufs[cls]
+            self._open[cls].append(PackEntry(bid, kind, codec, len(buf), len(stored), len(data)))
+            buf += stored
             self.stats.blobs_new += 1
             self.stats.bytes_raw_new += len(data)
             self.stats.bytes_stored_new += len(stored)
-            if len(self._buf) >= self.pack_size:
-                sealed = self._take_pack_locked()
+            if len(buf) >= self.pack_size:
+                sealed = self._take_pack_locked(cls)
         if sealed is not None:
             self._submit(*sealed)
         return bid, True
@@ -102,29 +109,31 @@ class WriteSession:
         if self._failed is not None:
             raise self._failed
         sealed = None
+        cls = KIND_TREE if kind == KIND_TREE else KIND_DATA
         with self._lock:
             if blob_id in self._pending:
                 return False
             self._pending.add(blob_id)
-            self._entries.append(PackEntry(blob_id, kind, codec, len(self._buf), len(stored), raw_length))
-            self._buf += stored
+            buf = self._bufs[cls]
+            self._open[cls].append(PackEntry(blob_id, kind, codec, len(buf), len(stored), raw_length))
+            buf += stored
             self.stats.blobs_new += 1
             self.stats.bytes_raw_new += raw_length
             self.stats.bytes_stored_new += len(stored)
-            if len(self._buf) >= self.pack_size:
-                sealed = self._take_pack_locked()
+            if len(buf) >= self.pack_size:
+                sealed = self._take_pack_locked(cls)
         if sealed is not None:
             self._submit(*sealed)
         return True
 
-    def _take_pack_locked(self) -> tuple[bytes, list[PackEntry]] | None:
-        if not self._entries:
+    def _take_pack_locked(self, cls: int) -> tuple[bytes, list[PackEntry]] | None:
+        entries = self._open[cls]
+        if not entries:
             return None
-        entries = self._entries
-        self._buf += encode_header(self.repo.aead, entries)
-        data = self._buf  # handed over, never mutated again: no copy of up to pack_size bytes
-        self._buf = bytearray()
-        self._entries = []
+        data = self._bufs[cls]
+        data += encode_header(self.repo.aead, entries)
+        self._bufs[cls] = bytearray()  # ``data`` is handed over, never mutated again: no copy
+        self._open[cls] = []
         return data, entries
 
     def _submit(self, data: bytes, entries: list[PackEntry]) -> None:
@@ -174,10 +183,11 @@ class WriteSession:
     # ------------------------------------------------------------ lifecycle
     def flush(self) -> None:
         """Upload the open pack, wait for all uploads, and index every uploaded pack."""
-        with self._lock:
-            sealed = self._take_pack_locked()
-        if sealed is not None:
-            self._submit(*sealed)
+        for cls in (KIND_DATA, KIND_TREE):
+            with self._lock:
+                sealed = self._take_pack_locked(cls)
+            if sealed is not None:
+                self._submit(*sealed)
         futures, self._futures = self._futures, []
         for f in futures:
             try:

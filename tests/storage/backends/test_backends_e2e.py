@@ -329,7 +329,11 @@ def test_object_lock_extend_follows_the_newest_snapshot_that_needs_a_pack(reques
     repo = api.open_repository(url, cli.env["EBAS_PASSWORD"])
     [(_p, keep_node)] = api.ls(repo, second, f"{src}/keep.bin")
     keep_pack = pack_name(repo.index.table.lookup(keep_node.content[:32])[0])  # written by the first backup
-    gone_pack = pack_name(repo.index.table.lookup(next(iter(gone_chunks(repo, first, src))))[0])
+    table = repo.index.table
+    needed_later = {table.lookup(n.content[i:i + 32])[0] for _p, n in api.ls(repo, second, str(src), recursive=True)
+                    for i in range(0, len(n.content or b""), 32)}
+    [gone_pid, *_] = {table.lookup(c)[0] for c in gone_chunks(repo, first, src)} - needed_later
+    gone_pack = pack_name(gone_pid)  # a pack only the first snapshot needs
     assert keep_pack in first_packs and keep_pack != gone_pack
     before_keep, before_gone = store.retention(keep_pack)[1], store.retention(gone_pack)[1]
     assert before_keep < later  # locked for a day from its write, not for the later snapshot
