@@ -19,6 +19,7 @@ from ebas.backup.forget import forget as _forget
 from ebas.backup.holding import add_hold, list_holds, release_hold, set_min_retention
 from ebas.backup.prune import PruneResult
 from ebas.backup.prune import prune as _prune
+from ebas.backup.recall import staged
 from ebas.backup.retention import RetentionPolicy, parse_duration
 from ebas.backup.restorer import Restorer, RestoreResult
 from ebas.chunking.params import ChunkerParams
@@ -61,10 +62,15 @@ def backup(repo: Repository, paths: list[str], **options) -> BackupResult:
 
 def restore(repo: Repository, snapshot: str, target: str, *, includes: list[str] | None = None,
             host: str | None = None, tags: list[str] | None = None, path: str | None = None,
-            restore_owner: bool | None = None) -> RestoreResult:
-    """Restore ``snapshot`` ("latest" or an id prefix) into ``target``."""
-    snap = repo.find_snapshot(snapshot, host=host, tags=tags, path=path)
-    return Restorer(repo, snap, target, includes=includes, restore_owner=restore_owner).run()
+            restore_owner: bool | None = None, staging: str | None = None) -> RestoreResult:
+    """Restore ``snapshot`` ("latest" or an id prefix) into ``target``.
+
+    From a tape repository the repository is first recalled, in tape order, into a
+    staging directory under ``staging`` (default: beside ``target``); see
+    :mod:`ebas.backup.recall`."""
+    with staged(repo, staging, near=target) as (source, _):
+        snap = source.find_snapshot(snapshot, host=host, tags=tags, path=path)
+        return Restorer(source, snap, target, includes=includes, restore_owner=restore_owner).run()
 
 
 def ls(repo: Repository, snapshot: str, path: str = "/", *, recursive: bool = False):

@@ -97,6 +97,11 @@ def prune(repo, *, max_unused: float = 0.10, grace_ns: int = 3600 * 10**9, max_w
     """Prune ``repo`` (see the module docstring); ``max_unused`` is a fraction (0.10 = 10%)."""
     if not 0 <= max_unused <= 1:
         raise UsageError("--max-unused must be between 0% and 100%")
+    refused = repo.store.capabilities.extra.get("delete_refused")
+    if refused:  # tape: an archive tier, nothing is ever deleted in place
+        raise PermissionDenied(f"cannot prune the repository at {repo.store.url}: {refused}",
+                               hint="export the snapshots to keep to new cartridges ('ebas export SNAPSHOT "
+                                    "--to tape://...'), then retire the old ones")
     started = time.perf_counter()
     step = progress or (lambda phase, done, total: None)
     res = PruneResult(dry_run=dry_run)

@@ -28,21 +28,34 @@ def find(repo, ref, filter_host, filter_tags, filter_path):
 @click.option("-t", "--target", required=True, type=click.Path(), help="directory to restore into")
 @click.option("-i", "--include", "includes", multiple=True, metavar="PATH", help="restore only PATH (repeatable)")
 @click.option("--no-owner", is_flag=True, help="do not restore file ownership")
+@click.option("--staging", metavar="DIR", type=click.Path(),
+              help="tape: recall the repository into a directory under DIR first (default: beside --target)")
 @snapshot_filters
 @json_option
 @click.pass_context
-def restore_cmd(ctx, snapshot, target, includes, no_owner, filter_host, filter_tags, filter_path):
-    """Restore SNAPSHOT (an id prefix or 'latest') into --target."""
+def restore_cmd(ctx, snapshot, target, includes, no_owner, staging, filter_host, filter_tags, filter_path):
+    """Restore SNAPSHOT (an id prefix or 'latest') into --target.
+
+    From a tape repository, the repository is first recalled into a staging directory,
+    reading the cartridges once each, in order; the restore reads that copy.
+    """
+    from ebas.backup.recall import needs_recall, staged
     from ebas.backup.restorer import Restorer
 
     env = get_env(ctx)
     repo = env.open_repo()
-    snap = find(repo, snapshot, filter_host, filter_tags, filter_path)
-    result = Restorer(repo, snap, target, includes=list(includes), restore_owner=False if no_owner else None).run()
+    if needs_recall(repo):
+        env.note(f"recalling the repository from {repo.store.url} (each cartridge once, in order)...")
+    with staged(repo, staging, near=target) as (source, recalled):
+        snap = find(source, snapshot, filter_host, filter_tags, filter_path)
+        result = Restorer(source, snap, target, includes=list(includes),
+                          restore_owner=False if no_owner else None).run()
     for w in result.warnings:
         env.note(f"warning: {w}")
     out = result.to_json()
     out["snapshot_id"] = snap.id
+    if recalled is not None:
+        out["recalled"] = recalled.to_json()
     env.emit(out, f"restored snapshot {snap.id[:8]} to {target}: {result.files} files, {result.dirs} dirs, "
                   f"{human_size(result.bytes)}")
 

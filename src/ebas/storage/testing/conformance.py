@@ -140,6 +140,15 @@ class StoreConformance:
         assert names_of(store) == {name}
         assert names_of(store, name) == {name}
 
+    def test_get_many_returns_every_object_once(self, store):
+        objs = {f"m/{i}": payload(1000 + i, i) for i in range(5)}
+        for name, data in objs.items():
+            store.put(name, data)
+        got = list(store.get_many(["m/3", "m/0", "m/4", "m/1", "m/2", "m/3"]))
+        assert sorted(n for n, _ in got) == sorted(objs) and dict(got) == objs
+        with pytest.raises(ObjectNotFound):
+            list(store.get_many(["m/0", "m/missing"]))
+
     def test_many_names_coexist(self, store):
         for name in ALLOWED_NAMES:
             store.put(name, name.encode())

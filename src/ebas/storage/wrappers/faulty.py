@@ -331,6 +331,10 @@ class FaultyStore(StoreWrapper):
         data = self._run("get", name, lambda: self.inner.get(name, start, length))
         return self.faults.corrupt(name, start, data)
 
+    def get_many(self, names):
+        """One faulty ``get`` per object (the base behaviour), so every fault applies."""
+        return Store.get_many(self, names)
+
     def stat(self, name: str) -> ObjectInfo:
         return self._run("stat", name, lambda: self.inner.stat(name))
 

@@ -19,7 +19,7 @@ import sqlite3
 import threading
 from dataclasses import dataclass
 
-from ebas.storage.backends.tape.volume import LABEL_SIZE, Record
+from ebas.storage.backends.tape.records import LABEL_SIZE, Record
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS volumes (barcode TEXT PRIMARY KEY, seq INTEGER NOT NULL,
@@ -121,5 +121,6 @@ class MediaCatalog:
             self._db.close()
 
 
-def fresh_volume(barcode: str, seq: int) -> VolumeState:
-    return VolumeState(barcode, seq, LABEL_SIZE, False)
+def fresh_volume(barcode: str, seq: int, data_start: int = LABEL_SIZE) -> VolumeState:
+    """The state of a cartridge not written yet: its end of data is where records start."""
+    return VolumeState(barcode, seq, data_start, False)

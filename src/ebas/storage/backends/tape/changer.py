@@ -6,6 +6,7 @@ The library is a directory (the way mhvtl stands in for hardware)::
                            "inventory": {"1": "EB0001L8", "2": null, ...},
                            "drive": null | {"barcode": ..., "slot": n}}
     cartridges/<BARCODE>.vol   the cartridges that are inside the library
+    mounts.log            one JSON line per load (see :mod:`.device`)
 
 ``load(barcode)`` moves a cartridge from its slot into the drive (unloading the one
 there), as ``mtx load`` would; ``export(barcode, dest)`` ejects a cartridge out of
@@ -19,44 +20,26 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from dataclasses import dataclass, field
 
-from ebas.errors import StoreError, StoreFull, UsageError
+from ebas.errors import StoreFull, UsageError
+from ebas.runtime import SYSTEM_CLOCK, Clock
+from ebas.storage.backends.tape.device import ChangerStats, TapeLibrary, VolumeMissing
+from ebas.storage.backends.tape.records import LABEL_SIZE
 from ebas.storage.backends.tape.volume import Volume
 
-
-class VolumeMissing(StoreError):
-    """A cartridge needed for a read is not in the library; an operator must load it."""
-
-    default_hint = "import (load) the named cartridge into a free slot of the library, then retry"
-
-    def __init__(self, barcodes: list[str], what: str, *, hint: str | None = None):
-        listed = ", ".join(barcodes)
-        super().__init__(f"{what} needs tape volume(s) {listed}, not in the library; "
-                         f"load barcode(s) {listed}", hint=hint)
-        self.barcodes = list(barcodes)
+__all__ = ["ChangerStats", "VirtualChanger", "VolumeMissing"]
 
 
-@dataclass
-class ChangerStats:
-    """What the changer did in this process (for tests, logs and benchmarks)."""
-
-    loads: list[str] = field(default_factory=list)
-
-    @property
-    def mounts(self) -> int:
-        return len(self.loads)
-
-
-class VirtualChanger:
+class VirtualChanger(TapeLibrary):
     """The changer and single drive of a virtual library directory."""
 
-    def __init__(self, root: str, *, fsync: bool = True):
-        self.root = root
+    data_start = LABEL_SIZE
+
+    def __init__(self, root: str, *, fsync: bool = True, clock: Clock = SYSTEM_CLOCK):
+        super().__init__(root, clock=clock)
         self.fsync = fsync
         self.state_path = os.path.join(root, "library.json")
         self.cart_dir = os.path.join(root, "cartridges")
-        self.stats = ChangerStats()
         self._drive: Volume | None = None
         self.state = self._read()
 
@@ -86,7 +69,7 @@ class VirtualChanger:
             raise UsageError(f"no tape library at {self.root} (library.json is missing)",
                              hint="create one by opening tape://PATH?volumes=N&capacity=SIZE&slots=M") from None
 
-    def reload(self) -> None:
+    def reload(self, *, force: bool = False) -> None:
         """Re-read the library state (another process may have moved cartridges)."""
         self.state = self._read()
 
@@ -107,7 +90,7 @@ class VirtualChanger:
         return [b for _, b in sorted(self.inventory().items()) if b]
 
     def present(self, barcode: str) -> bool:
-        return barcode in self.barcodes() and os.path.exists(self._cart(barcode))
+        return super().present(barcode) and os.path.exists(self._cart(barcode))
 
     def _cart(self, barcode: str) -> str:
         return os.path.join(self.cart_dir, f"{barcode}.vol")
@@ -121,11 +104,13 @@ class VirtualChanger:
         if not self.present(barcode):
             raise VolumeMissing([barcode], "this operation")
         self.unload()
+        in_drive = (self.state.get("drive") or {}).get("barcode") == barcode  # left there by an earlier process
         self._drive = Volume(self._cart(barcode), barcode, self.capacity, fsync=self.fsync)
-        slot = next(s for s, b in self.inventory().items() if b == barcode)
-        self.state["drive"] = {"barcode": barcode, "slot": slot}
-        self._save()
-        self.stats.loads.append(barcode)
+        if not in_drive:
+            slot = next(s for s, b in self.inventory().items() if b == barcode)
+            self.state["drive"] = {"barcode": barcode, "slot": slot}
+            self._save()
+            self._mounted(barcode)
         return self._drive
 
     def unload(self) -> None:
@@ -157,7 +142,7 @@ class VirtualChanger:
         """Put the cartridge file ``path`` into the first free slot; return the slot."""
         self.reload()
         with open(path, "rb") as f:
-            label = Volume.parse_label(f.read(512))
+            label = Volume.parse_label(f.read(LABEL_SIZE))
         barcode = label["barcode"]
         if barcode in self.barcodes():
             raise UsageError(f"cartridge {barcode} is already in the library")
@@ -168,9 +153,6 @@ class VirtualChanger:
         self.state["inventory"][str(free[0])] = barcode
         self._save()
         return free[0]
-
-    def close(self) -> None:
-        self.unload()
 
 
 def _write_json(path: str, doc: dict, *, fsync: bool) -> None:

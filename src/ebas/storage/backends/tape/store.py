@@ -1,18 +1,32 @@
-"""``TapeStore``: a repository on a (virtual) tape library.
+"""``TapeStore``: a repository on a tape library, virtual or real.
 
-URL: ``tape:///PATH[?option=value&...]`` (``tape://relative/path`` also works), where
-PATH is a virtual library directory (see :mod:`.changer`). Options:
+URL: ``tape:///PATH[?option=value&...]`` (``tape://relative/path`` also works). PATH is
+a virtual library directory (see :mod:`.changer`), or, with ``drive`` and ``changer``,
+the directory holding the media catalog and state of a real library (see
+:mod:`.mtxlibrary`). Options:
 
 ``volumes``, ``capacity``, ``slots``, ``barcode_prefix``
-                  create the library on first use with this many blank cartridges of
-                  this capacity (e.g. ``capacity=400GiB``) in ``slots`` slots
+                  create the virtual library on first use with this many blank
+                  cartridges of this capacity (e.g. ``capacity=400GiB``) in ``slots``
+                  slots. With a real library ``capacity`` is optional: without it a
+                  cartridge is written until the drive reports the end of the medium
+``drive``, ``changer``, ``drive_index``
+                  a real library: the non-rewinding st device (``/dev/nst0``), the
+                  changer's SCSI generic device (``/dev/sg3``), the changer's number
+                  for that drive (default 0)
+``block_size``    fixed block size on a real drive (default 256KiB)
+``mt_cmd``, ``mtx_cmd``, ``load_timeout``
+                  the programs to run (default ``mt-st`` or ``mt``, and ``mtx``) and
+                  how long to wait for a loaded cartridge to come online (seconds)
 ``catalog``       the media catalog database (default ``PATH/catalog.db``)
 ``disk_prefixes`` comma-separated name prefixes kept on disk beside the library, not on
                   tape, because they must stay deletable (default ``locks/``)
 ``fsync``         ``0`` skips fsync (tests and benchmarks only)
 
 Objects are appended to the current cartridge as records; an object that does not fit
-continues on the next blank cartridge (spanning). The media catalog records where
+continues on the next blank cartridge (spanning; the last ``SPAN_TAIL`` bytes of a split
+object stay together, see :func:`keep_tail`), and a record cut by the end of the medium
+is written again, whole, on the next cartridge. The media catalog records where
 every segment is. Reads use the catalog, load the cartridge and seek (slow on real
 tape); :meth:`TapeStore.read_in_order` and :func:`recall` read many objects mounting
 each cartridge once, in the order they were written. Deletes are refused: tape is an
@@ -26,19 +40,22 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import io
+import json
 import os
 import re
-import tempfile
 import threading
 from typing import BinaryIO, Iterable, Iterator
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from ebas.errors import ObjectNotFound, PermissionDenied, StoreFull, UsageError
 from ebas.runtime import SYSTEM_CLOCK, SYSTEM_ENTROPY, Clock, Entropy
-from ebas.storage.backends._cloud import Options, as_bool, as_prefixes, as_size
+from ebas.storage.backends._cloud import Options, as_bool, as_float, as_prefixes, as_size
 from ebas.storage.backends.file import FileStore
 from ebas.storage.backends.tape.catalog import MediaCatalog, Segment, VolumeState, fresh_volume
-from ebas.storage.backends.tape.changer import VirtualChanger, VolumeMissing
+from ebas.storage.backends.tape.changer import VirtualChanger
+from ebas.storage.backends.tape.device import EndOfTape, TapeLibrary, VolumeMissing
+from ebas.storage.backends.tape.records import MIN_SEGMENT
+from ebas.storage.backends.tape.spool import ConcatReader, SpoolWriter
 from ebas.storage.base import (
     Capabilities,
     ObjectInfo,
@@ -52,18 +69,38 @@ from ebas.storage.base import (
 )
 
 _UPLOAD_ID = re.compile(r"[0-9a-f]{32}\Z")
+SPAN_TAIL = 256 * 1024  # a split object keeps at least this much of its end on its last cartridge
 DELETE_REFUSED = ("tape is an archive tier; prune in place is not supported — export a fresh copy instead")
-SPOOL_IN_MEMORY = 32 * 1024 * 1024
 
 OPTIONS = {
     "volumes": (int, None), "capacity": (as_size, None), "slots": (int, None), "barcode_prefix": (str, "EB"),
     "catalog": (str, None), "disk_prefixes": (as_prefixes, ("locks/",)), "fsync": (as_bool, True),
+    "drive": (str, None), "changer": (str, None), "drive_index": (int, None), "block_size": (as_size, None),
+    "mt_cmd": (str, None), "mtx_cmd": (str, "mtx"), "load_timeout": (as_float, 600.0),
     "clock": (lambda v: v, None), "entropy": (lambda v: v, None),
 }
+REAL_OPTIONS = ("drive", "changer", "drive_index", "block_size", "mt_cmd", "mtx_cmd")
+
+
+def keep_tail(length: int, rest: int, barcode: str) -> int:
+    """``length`` for a segment of an object with ``rest`` bytes left, shortened so that a
+    split object keeps its last ``SPAN_TAIL`` bytes together on the next cartridge.
+
+    Readers look at the end of an object first (a pack's header is in its last bytes, read
+    back right after it is written): a short last segment would send the changer back to
+    the previous cartridge, and then forward again for the next write. ``StoreFull`` if
+    what is left here is less than ``MIN_SEGMENT``: the whole rest goes to the next cartridge.
+    """
+    if length >= rest:
+        return length
+    length = min(length, rest - min(SPAN_TAIL, rest))
+    if length < MIN_SEGMENT:
+        raise StoreFull(f"tape volume {barcode}: too little room to split an object here")
+    return length
 
 
 class TapeStore(Store):
-    """A store on the virtual tape library at ``root`` (see the module docstring)."""
+    """A store on the tape library at ``root`` (see the module docstring)."""
 
     def __init__(self, root: str, **options):
         opts = Options("tape", OPTIONS, {}, options)
@@ -72,14 +109,7 @@ class TapeStore(Store):
         self.entropy: Entropy = opts["entropy"] or SYSTEM_ENTROPY
         self.fsync = opts["fsync"]
         self.url = f"tape://{self.root}"
-        if not os.path.exists(os.path.join(self.root, "library.json")):
-            if not opts["volumes"] or not opts["capacity"]:
-                raise UsageError(f"no tape library at {self.root}",
-                                 hint="create one with tape://PATH?volumes=N&capacity=SIZE (and slots=M)")
-            VirtualChanger.create(self.root, slots=opts["slots"] or opts["volumes"], volumes=opts["volumes"],
-                                  capacity=opts["capacity"], barcode_prefix=opts["barcode_prefix"],
-                                  created_ns=self.clock.now_ns())
-        self.changer = VirtualChanger(self.root, fsync=self.fsync)
+        self.changer: TapeLibrary = self._open_library(opts)
         self.catalog = MediaCatalog(opts["catalog"] or os.path.join(self.root, "catalog.db"))
         self.disk_prefixes = opts["disk_prefixes"]
         self.disk = FileStore(os.path.join(self.root, "disk"), fsync=self.fsync)
@@ -87,9 +117,33 @@ class TapeStore(Store):
         self.capabilities = Capabilities(
             atomic_rename=False, random_access=False, deletes=False, parallel_writes=1, cold_tier=True,
             max_part_size=5 * 1024**3,
-            extra={"kind": "tape", "capacity": self.changer.capacity, "disk_prefixes": self.disk_prefixes})
+            extra={"kind": "tape", "capacity": self.changer.capacity, "disk_prefixes": self.disk_prefixes,
+                   "delete_refused": DELETE_REFUSED})
         self._lock = threading.RLock()
         self._lock_file = os.path.join(self.root, ".drive.lock")
+
+    def _open_library(self, opts: Options) -> TapeLibrary:
+        """The real library (``drive``/``changer``, or a catalog directory made for one), else the virtual one."""
+        state = os.path.join(self.root, "library.json")
+        real = any(opts[k] is not None for k in REAL_OPTIONS if k != "mtx_cmd")
+        if not real and os.path.exists(state):
+            with open(state) as f:
+                real = json.load(f).get("kind") == "mtx"
+        if real:
+            from ebas.storage.backends.tape.mtxlibrary import MtxLibrary
+
+            return MtxLibrary(self.root, drive=opts["drive"], changer=opts["changer"], drive_index=opts["drive_index"],
+                              block_size=opts["block_size"], capacity=opts["capacity"], mt_cmd=opts["mt_cmd"],
+                              mtx_cmd=opts["mtx_cmd"], load_timeout=opts["load_timeout"], clock=self.clock)
+        if not os.path.exists(state):
+            if not opts["volumes"] or not opts["capacity"]:
+                raise UsageError(f"no tape library at {self.root}",
+                                 hint="create one with tape://PATH?volumes=N&capacity=SIZE (and slots=M), or "
+                                      "use a real one with tape://PATH?drive=/dev/nstN&changer=/dev/sgN")
+            VirtualChanger.create(self.root, slots=opts["slots"] or opts["volumes"], volumes=opts["volumes"],
+                                  capacity=opts["capacity"], barcode_prefix=opts["barcode_prefix"],
+                                  created_ns=self.clock.now_ns())
+        return VirtualChanger(self.root, fsync=self.fsync, clock=self.clock)
 
     @classmethod
     def from_url(cls, url: str, **options) -> "TapeStore":
@@ -113,8 +167,7 @@ class TapeStore(Store):
                 yield self.changer
             finally:
                 with contextlib.suppress(Exception):
-                    if self.changer._drive is not None:
-                        self.changer._drive.flush()
+                    self.changer.flush()
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
     def _on_disk(self, name: str) -> bool:
@@ -131,7 +184,7 @@ class TapeStore(Store):
         seq = max((s.seq for s in states.values()), default=0) + 1
         for barcode in present:
             if barcode not in states:
-                return fresh_volume(barcode, seq)
+                return fresh_volume(barcode, seq, self.changer.data_start)
         full = sum(1 for s in states.values() if s.full)
         raise StoreFull(f"the tape library at {self.root} has no writable volume left "
                         f"({full} full, {len(present)} cartridges in the library)",
@@ -139,7 +192,11 @@ class TapeStore(Store):
                              "then run again; nothing partial was catalogued")
 
     def _write(self, name: str, size: int, source: BinaryIO) -> None:
-        """Append ``size`` bytes from ``source`` as object ``name``, spanning volumes as needed."""
+        """Append ``size`` bytes from ``source`` as object ``name``, spanning volumes as needed.
+
+        ``source`` is read once, except after an end of medium in the middle of a record:
+        then it is sought back to the start of that segment (every source ebas passes
+        here is seekable)."""
         with self._drive() as changer:
             changer.reload()
             states = self.catalog.volumes()
@@ -150,15 +207,18 @@ class TapeStore(Store):
                 state = self._next_volume({**states, **touched})
                 volume = changer.load(state.barcode)
                 try:
-                    length = volume.segment_length(state.eod, name, size - offset)
-                except StoreFull:
+                    length = keep_tail(volume.segment_length(state.eod, name, size - offset), size - offset,
+                                       volume.barcode)
+                    rec = volume.write_record(state.eod, name, offset, size, length, source)
+                    volume.flush()
+                except StoreFull as exc:
                     touched[state.barcode] = VolumeState(state.barcode, state.seq, state.eod, True)
+                    if isinstance(exc, EndOfTape):
+                        source.seek(offset)  # the cut segment goes, whole, to the next volume
                     continue
-                rec = volume.write_record(state.eod, name, offset, size, length, source)
                 records.append((state.barcode, rec))
-                touched[state.barcode] = VolumeState(state.barcode, state.seq, rec.end, False)
+                touched[state.barcode] = VolumeState(state.barcode, state.seq, volume.end_of(rec), False)
                 offset += length
-                volume.flush()
             self.catalog.commit_object(name, size, self.clock.now_ns(), records, touched)
 
     def put(self, name: str, data: bytes) -> None:
@@ -175,7 +235,7 @@ class TapeStore(Store):
         check_name(name)
         if self._on_disk(name):
             return self.disk.open_write(name)
-        return _SpoolWriter(self, name)
+        return SpoolWriter(self, name)
 
     # ------------------------------------------------------------ reading
     def _segments(self, name: str) -> list[Segment]:
@@ -203,11 +263,13 @@ class TapeStore(Store):
         return b"".join(out)
 
     def _require_present(self, segments: Iterable[Segment], what: str) -> None:
+        needed = {s.barcode for s in segments}
         self.changer.reload()
-        present = set(self.changer.barcodes())
-        missing = sorted({s.barcode for s in segments if s.barcode not in present})
+        if needed - set(self.changer.barcodes()):
+            self.changer.reload(force=True)  # an operator may have just put it in
+        missing = sorted(needed - set(self.changer.barcodes()))
         if missing:
-            raise VolumeMissing(missing, what)
+            raise VolumeMissing(missing, what, hint=self.changer.missing_hint(missing))
 
     def read_in_order(self, names: Iterable[str]) -> Iterator[tuple[str, bytes]]:
         """Yield ``(name, data)`` for every name, loading each cartridge once, in write order.
@@ -238,6 +300,10 @@ class TapeStore(Store):
                     yield seg.name, bytes(buf)
                 else:
                     pending[seg.name] = (buf, left)
+
+    def get_many(self, names: Iterable[str]) -> Iterator[tuple[str, bytes]]:
+        """Every object, in tape order, mounting each cartridge once (see :meth:`read_in_order`)."""
+        return self.read_in_order(names)
 
     def stat(self, name: str) -> ObjectInfo:
         """Size and write time from the media catalog (no tape motion)."""
@@ -315,7 +381,7 @@ class TapeStore(Store):
         if self._on_disk(name):
             self.disk.put(name, b"".join(self.staging.get(p) for _, _, p in parts))
         else:
-            source = _ConcatReader([os.path.join(self.staging.root, p) for _, _, p in parts])
+            source = ConcatReader([os.path.join(self.staging.root, p) for _, _, p in parts])
             try:
                 self._write(name, sum(size for _, size, _ in parts), source)
             finally:
@@ -357,70 +423,6 @@ class TapeStore(Store):
     def close(self) -> None:
         with self._lock:
             self.changer.close()
-
-
-class _SpoolWriter(ObjectWriter):
-    """Collects a stream in a spooled temporary file; ``commit`` writes it to tape."""
-
-    def __init__(self, store: TapeStore, name: str):
-        self._store, self._name = store, name
-        spool_dir = os.path.join(store.root, "staging")
-        os.makedirs(spool_dir, exist_ok=True)
-        self._spool = tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY, dir=spool_dir)
-        self._size = 0
-        self._status = "open"
-
-    def write(self, data: bytes) -> None:
-        if self._status != "open":
-            raise UsageError(f"write to {self._name!r} after commit or abort")
-        self._spool.write(data)
-        self._size += len(data)
-
-    def commit(self) -> None:
-        if self._status == "committed":
-            return
-        if self._status != "open":
-            raise UsageError(f"commit of {self._name!r} after abort")
-        self._spool.seek(0)
-        try:
-            self._store._write(self._name, self._size, self._spool)
-        except BaseException:
-            self.abort()
-            raise
-        self._status = "committed"
-        self._spool.close()
-
-    def abort(self) -> None:
-        if self._status == "open":
-            self._status = "aborted"
-            self._spool.close()
-
-
-class _ConcatReader(io.RawIOBase):
-    """Reads several files one after another (the staged parts of an upload)."""
-
-    def __init__(self, paths: list[str]):
-        self._paths = list(paths)
-        self._current: BinaryIO | None = None
-
-    def read(self, n: int = -1) -> bytes:
-        while True:
-            if self._current is None:
-                if not self._paths:
-                    return b""
-                self._current = open(self._paths.pop(0), "rb")
-            chunk = self._current.read(n)
-            if chunk:
-                return chunk
-            self._current.close()
-            self._current = None
-
-    def close(self) -> None:
-        if self._current is not None:
-            self._current.close()
-        super().close()
-
-
 
 
 def recall(tape: TapeStore, dest: Store, names: Iterable[str] | None = None, prefix: str = "") -> dict:
