@@ -1019,3 +1019,31 @@ def test_incremental_reads_previous_trees_in_batches(repo, tmp_path):
     out = restore_to(api.Repository.open(repo.store, "correct horse battery staple"), tmp_path)
     assert (r(out, src) / "a3" / "b07" / "f.txt").read_bytes() == b"changed"
     assert (r(out, src) / "a5" / "b19" / "f.txt").read_bytes() == rand(300, 519)
+
+
+def test_restore_reads_trees_ahead_but_not_outside_an_include(repo, tmp_path):
+    from ebas.storage.wrappers.counting import CountingStore, StoreCounts
+
+    src = tmp_path / "wide"
+    for a in range(5):
+        for b in range(10):
+            (src / f"a{a}" / f"b{b}" / "c").mkdir(parents=True)  # 106 directories, one file
+    (src / "a4" / "b9" / "f").write_bytes(rand(100, 49))
+    snap = api.backup(repo, [str(src)]).snapshot
+
+    def gets(**kw) -> int:
+        counts = StoreCounts()
+        reader = api.Repository.open(CountingStore(repo.store, counts), "correct horse battery staple")
+        reader.index
+        before = counts.snapshot()
+        api.restore(reader, snap.id, str(tmp_path / f"out{len(kw)}"), **kw)
+        return (counts.snapshot() - before).calls.get("get", 0)
+
+    depth = len(src.parts)  # the single-directory chain from / down to the source: a read per level
+    assert gets() <= depth + 6  # 106 trees below it: a read or two per level, not one per directory
+    assert (r(tmp_path / "out0", src) / "a4" / "b9" / "f").read_bytes() == rand(100, 49)
+    assert (r(tmp_path / "out0", src) / "a0" / "b0" / "c").is_dir()
+    one = gets(includes=[f"{src}/a4/b9"])
+    assert one <= depth + 6  # the trees on the way down (no read-ahead outside the include) and the file
+    assert sorted(p.name for p in (r(tmp_path / "out1", src)).iterdir()) == ["a4"]
+    assert (r(tmp_path / "out1", src) / "a4" / "b9" / "f").read_bytes() == rand(100, 49)

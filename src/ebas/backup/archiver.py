@@ -22,10 +22,11 @@ from ebas.backup.changes import ChangePlan, plan_changes
 from ebas.backup.excludes import ExcludeMatcher
 from ebas.backup.fileread import FileReader
 from ebas.backup.fsmeta import OwnerNames, node_from_stat, read_extras, show_path
+from ebas.backup.treeahead import TreeAhead
 from ebas.errors import SourceError, UsageError
 from ebas.repo.pack import KIND_TREE
 from ebas.repo.snapshots import Snapshot
-from ebas.repo.tree import DIR, FILE, Node, decode_tree, encode_tree
+from ebas.repo.tree import DIR, FILE, Node, encode_tree
 
 MAX_ERRORS_KEPT = 1000
 
@@ -87,10 +88,6 @@ class BackupResult:
         }
 
 
-PREFETCH_TREES = 256  # previous subtrees fetched per batch ...
-PREFETCH_BYTES = 64 << 20  # ... while fewer bytes than this are waiting to be walked
-
-
 class Archiver:
     """Runs one backup. Use :meth:`run`; the instance is single-use."""
 
@@ -110,8 +107,7 @@ class Archiver:
         self.warnings: list[str] = []
         self._stat_lock = threading.Lock()
         self._links: dict[str, Node | Future] = {}
-        self._prev_blobs: dict[bytes, bytes] = {}  # previous trees fetched ahead of the walk
-        self._prev_bytes = 0
+        self._prev_trees = TreeAhead(repo)
 
     # ------------------------------------------------------------------ run
     def run(self) -> BackupResult:
@@ -221,40 +217,15 @@ class Archiver:
         return node
 
     def _prev_nodes(self, tree_id: bytes | None) -> dict[bytes, Node]:
-        """The previous snapshot's entries of a directory. Trees below it are fetched ahead,
-        level by level, in batches (a few ranged reads per level instead of one request
-        per directory: what object stores bill and what their latency punishes)."""
+        """The previous snapshot's entries of a directory (trees below it are read ahead in
+        batches: :mod:`ebas.backup.treeahead`)."""
         if not tree_id:
             return {}
         try:
-            blob = self._prev_blobs.pop(tree_id, None)
-            if blob is not None:
-                self._prev_bytes -= len(blob)
-            nodes = decode_tree(blob) if blob is not None else self.repo.load_tree(tree_id)
+            return {n.name: n for n in self._prev_trees.load(tree_id)}
         except Exception as exc:  # noqa: BLE001 - a damaged parent only costs a re-read
             self._warn(f"previous tree {tree_id.hex()[:12]} unreadable ({exc}); re-reading")
             return {}
-        self._prefetch([n.subtree for n in nodes if n.type == DIR and n.subtree])
-        return {n.name: n for n in nodes}
-
-    def _prefetch(self, frontier: list[bytes]) -> None:
-        """Breadth-first read-ahead of previous trees while under ``PREFETCH_BYTES``."""
-        while frontier and self._prev_bytes < PREFETCH_BYTES:
-            part = [t for t in dict.fromkeys(frontier[:PREFETCH_TREES]) if t not in self._prev_blobs]
-            frontier = frontier[PREFETCH_TREES:]
-            if not part:
-                continue
-            try:
-                blobs = self.repo.get_blobs(part)
-            except Exception:  # noqa: BLE001 - each tree is then loaded (and reported) on its own
-                return
-            for tid, blob in zip(part, blobs):
-                try:
-                    frontier.extend(n.subtree for n in decode_tree(blob) if n.type == DIR and n.subtree)
-                except Exception:  # noqa: BLE001 - reported when the walk loads it itself
-                    continue
-                self._prev_blobs[tid] = blob
-                self._prev_bytes += len(blob)
 
     def _extras(self, path: bytes, node: Node) -> None:
         try:

@@ -16,6 +16,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from ebas.backup.fswrite import TargetDir, apply_metadata, check_component
+from ebas.backup.treeahead import TreeAhead
 from ebas.errors import IntegrityError, RestoreError
 from ebas.repo.locks import reader_lock
 from ebas.repo.tree import DIR, FILE, ID_LEN, SYMLINK, Node
@@ -65,6 +66,7 @@ class Restorer:
         self._links: dict[str, list[bytes]] = {}
         self._link_done: dict[str, Future] = {}
         self._matched = False  # some entry matched an include path (not only its parents)
+        self.trees = TreeAhead(repo)  # trees below a directory are read ahead, level by level
 
     def run(self) -> RestoreResult:
         """Restore and return the counters; raises on unsafe trees or corrupt data."""
@@ -95,7 +97,7 @@ class Restorer:
         return False, False
 
     def _restore_dir(self, tdir: TargetDir, tree_id: bytes, comps: list[bytes], everything: bool = False) -> None:
-        nodes = self.repo.load_tree(tree_id)
+        nodes = self.trees.load(tree_id, ahead=everything or not self.includes)  # --include: no read-ahead
         pending: list[tuple[Future | None, Node]] = []
         group: list[tuple[bytes, Node]] = []  # small files of this directory, fetched together
         group_bytes = 0
