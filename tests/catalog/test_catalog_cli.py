@@ -174,3 +174,14 @@ def test_catalog_alone_says_freshness_is_unknown_and_pipes_work(cli, engine, tmp
                          capture_output=True, env=cli.env, timeout=120)
     assert imp.returncode == 0 and json.loads(imp.stdout)["snapshots_added"] == 2
     assert cli.run("catalog", "import", str(tmp_path / "missing.export"), ok=False).returncode == 2
+
+
+def test_forget_updates_the_catalog_in_the_same_command(cli):
+    first, second = [s["id"] for s in cli.json("snapshots")]
+    cli.run("forget", first)
+    found = cli.json("find", "report")
+    assert {r["snapshot"] for r in found["results"]} == {second}  # the forgotten one is out of the answers
+    p = cli.run("find", "report")
+    assert "gone from the repository" not in p.stderr  # no catch-up needed
+    check = cli.run("catalog", "check")
+    assert check.returncode == 0 and "ok" in check.stdout

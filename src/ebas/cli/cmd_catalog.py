@@ -62,6 +62,21 @@ def index_new_snapshot(env, repo, snapshot) -> None:
                    "'ebas catalog sync' will index it later", err=True)
 
 
+def unindex_snapshots(env, repo, snap_ids: list[str]) -> None:
+    """After a forget: drop the removed snapshots from the catalog. Never fails the forget;
+    a failure is reported and the next ``ebas catalog sync`` catches up."""
+    if not snap_ids or (env.catalog or os.environ.get("EBAS_CATALOG") or "") in DISABLED:
+        return
+    try:
+        with open_env_catalog(env, repo) as cat:
+            for sid in snap_ids:
+                cat.forget(sid)
+    except Exception as exc:  # noqa: BLE001 - the forget is done; the catalog is derived data
+        msg = exc.render() if hasattr(exc, "render") else f"{type(exc).__name__}: {exc}"
+        click.echo(f"warning: the catalog was not updated: {msg}\n  the snapshots are removed; "
+                   "'ebas catalog sync' will catch up", err=True)
+
+
 def _freshness_notes(env, fresh) -> None:
     if not fresh.checked:
         env.note("warning: no repository given, so this answer could not be checked for snapshots "

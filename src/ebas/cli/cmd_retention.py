@@ -140,6 +140,10 @@ def forget_cmd(ctx, snapshots, keep_last, keep_hourly, keep_daily, keep_weekly, 
     res = forget(repo, None if snapshots and policy.empty else policy, snapshot_ids=list(snapshots), dry_run=dry_run,
                  allow_empty=allow_empty, group_by=groups, host=host, tags=list(tags) or None, path=path,
                  tz=_local_tz())
+    if res.removed:
+        from ebas.cli.cmd_catalog import unindex_snapshots
+
+        unindex_snapshots(env, repo, res.removed)
     out = res.to_json()
     blocks = []
     for g in res.groups:
