@@ -1047,3 +1047,27 @@ def test_restore_reads_trees_ahead_but_not_outside_an_include(repo, tmp_path):
     assert one <= depth + 6  # the trees on the way down (no read-ahead outside the include) and the file
     assert sorted(p.name for p in (r(tmp_path / "out1", src)).iterdir()) == ["a4"]
     assert (r(tmp_path / "out1", src) / "a4" / "b9" / "f").read_bytes() == rand(100, 49)
+
+
+def test_small_files_of_many_directories_share_fetches(repo, tmp_path):
+    from ebas.storage.wrappers.counting import CountingStore, StoreCounts
+
+    src = tmp_path / "many-dirs"
+    for d in range(120):
+        (src / f"d{d:03d}" / "sub").mkdir(parents=True)
+        for k in range(3):
+            (src / f"d{d:03d}" / f"f{k}").write_bytes(rand(700 + k, 10 * d + k))
+        (src / f"d{d:03d}" / "sub" / "g").write_bytes(rand(300, 5000 + d))
+    snap = api.backup(repo, [str(src)]).snapshot
+    counts = StoreCounts()
+    reader = api.Repository.open(CountingStore(repo.store, counts), "correct horse battery staple")
+    reader.index
+    before = counts.snapshot()
+    out = tmp_path / "out"
+    res = api.restore(reader, snap.id, str(out))
+    gets = (counts.snapshot() - before).calls.get("get", 0)
+    assert res.files == 480 and res.dirs >= 240
+    for p in src.rglob("*"):
+        if p.is_file():
+            assert (r(out, src) / p.relative_to(src)).read_bytes() == p.read_bytes(), p
+    assert gets <= len(src.parts) + 20, gets  # 240 directories of small files: was one fetch per directory

@@ -16,6 +16,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from ebas.backup.fswrite import TargetDir, apply_metadata, check_component
+from ebas.backup.smallahead import SmallFilesAhead
 from ebas.backup.treeahead import TreeAhead
 from ebas.errors import IntegrityError, RestoreError
 from ebas.repo.locks import reader_lock
@@ -67,6 +68,7 @@ class Restorer:
         self._link_done: dict[str, Future] = {}
         self._matched = False  # some entry matched an include path (not only its parents)
         self.trees = TreeAhead(repo)  # trees below a directory are read ahead, level by level
+        self.small: SmallFilesAhead | None = None
 
     def run(self) -> RestoreResult:
         """Restore and return the counters; raises on unsafe trees or corrupt data."""
@@ -74,6 +76,9 @@ class Restorer:
         with reader_lock(self.repo.locks(), f"restore {self.snapshot.id[:8]}"), \
                 TargetDir.open_root(self.target, create=True) as root:
             self.root = root
+            if not self.includes:  # small files of many directories per fetch
+                self.small = SmallFilesAhead(self.repo, lambda t: self.trees.load(t, ahead=False), root_id,
+                                             _is_small)
             with ThreadPoolExecutor(self.workers, thread_name_prefix="ebas-restore") as pool, \
                     ThreadPoolExecutor(self.workers, thread_name_prefix="ebas-fetch") as blob_pool:
                 self.pool = pool
@@ -118,7 +123,7 @@ class Restorer:
                 self._meta(tdir, name, node)
                 self.result.dirs += 1
             elif node.type == FILE:
-                if node.link_group or node.extents or len(node.chunk_ids) > SMALL_CHUNKS or node.size > SMALL_BYTES:
+                if not _is_small(node):
                     pending.append((self._file(tdir, name, node, here), node))
                     continue
                 group.append((name, node))
@@ -159,7 +164,8 @@ class Restorer:
 
     def _write_group(self, tdir: TargetDir, files: list[tuple[bytes, Node]]) -> None:
         """Small files (no holes, no links): all their blobs in one fetch, then each file."""
-        datas = iter(self.repo.get_blobs([cid for _name, node in files for cid in node.chunk_ids]))
+        ids = [cid for _name, node in files for cid in node.chunk_ids]
+        datas = iter(self.small.get(ids) if self.small is not None else self.repo.get_blobs(ids))
         for name, node in files:
             self._write_file(tdir, name, node, [[next(datas) for _ in node.chunk_ids]])
 
@@ -217,4 +223,6 @@ class Restorer:
                 self.result.warnings.append(msg)
 
 
-
+def _is_small(node: Node) -> bool:
+    """Restored in a group with other small files (no holes, no hard links)."""
+    return not (node.link_group or node.extents or len(node.chunk_ids) > SMALL_CHUNKS or node.size > SMALL_BYTES)

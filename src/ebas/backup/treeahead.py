@@ -41,10 +41,11 @@ class TreeAhead:
             blob = self._blobs.get(tree_id)
         if blob is not None:
             return decode_tree(blob)
-        nodes = self.repo.load_tree(tree_id)
+        blob = self.repo.get_blob(tree_id)
+        nodes = decode_tree(blob)
         if ahead:
-            with self._lock:
-                self._blobs, self._bytes = {}, 0
+            with self._lock:  # kept too: a second walk over the same trees (restore's small files) reads it
+                self._blobs, self._bytes = {tree_id: blob}, len(blob)
             self._ahead([n.subtree for n in nodes if n.type == DIR and n.subtree])
         return nodes
 
