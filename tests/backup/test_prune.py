@@ -535,3 +535,21 @@ def test_check_warns_of_an_unreadable_prune_record_and_prune_removes_it(history)
     res = api.prune(repos_fresh(repo), grace_ns=0, max_wait=0)
     assert any("unreadable prune record" in p for p in res.problems)
     assert check_repository(repos_fresh(repo)).problems == []
+
+
+def test_prune_marks_with_batched_tree_reads(repos, tmp_path):
+    from ebas.storage.wrappers.counting import CountingStore, StoreCounts
+
+    repo = repos.init()
+    src = tmp_path / "dirs"
+    for d in range(150):
+        (src / f"d{d:03d}" / "x").mkdir(parents=True)
+        (src / f"d{d:03d}" / "x" / "f").write_bytes(os.urandom(200))
+    api.backup(repo, [str(src)])
+    counts = StoreCounts()
+    reader = api.Repository.open(CountingStore(repo.store, counts), "correct horse battery staple")
+    plan = make_plan(reader, grace_ns=0)
+    gets = counts.snapshot().calls.get("get", 0)
+    assert len(plan.refs.trees) > 300
+    assert gets < 40, gets  # 300+ trees: a few ranged reads per level, not one request per tree
+    assert plan.summary()["referenced_blobs"] == len(naive_recount(repo))

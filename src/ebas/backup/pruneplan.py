@@ -33,6 +33,7 @@ from typing import Callable
 import numpy as np
 
 from ebas.backup.reachability import KeySet, References, collect_references, split_ids
+from ebas.backup.treeahead import TreeAhead
 from ebas.errors import EbasError, IndexDamaged, IntegrityError, InvalidRange, ObjectNotFound
 from ebas.repo.dedup import DedupTable
 from ebas.repo.index import ENTRY_DTYPE, IndexSegment, check_segment_name
@@ -238,7 +239,8 @@ def make_plan(repo, *, max_unused: float = 0.10, grace_ns: int = 3600 * 10**9, n
             raise IntegrityError(f"snapshot {s.id[:12]} has an invalid root tree id; prune cannot tell what it "
                                  "needs", hint="run 'ebas check'; forget the damaged snapshot")
         roots.append(root)
-    refs = collect_references(fallback_reader(repo, orphans), roots, progress=progress)
+    trees = TreeAhead(repo, read_blob=fallback_reader(repo, orphans))  # batched reads: one request per run
+    refs = collect_references(trees.blob, roots, progress=progress)
     if refs.unreadable:
         tid, why = refs.unreadable[0]
         raise IntegrityError(f"{len(refs.unreadable)} tree(s) that snapshots need cannot be read (tree "

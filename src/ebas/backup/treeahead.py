@@ -11,6 +11,7 @@ the encoded blobs until the walk asks for them, within ``budget`` bytes.
 from __future__ import annotations
 
 import threading
+from typing import Callable
 
 from ebas.repo.tree import DIR, Node, decode_tree
 
@@ -26,8 +27,10 @@ class TreeAhead:
     ``budget`` bytes. Trees stay until then, so identical subtrees (empty directories,
     copies) are read once."""
 
-    def __init__(self, repo, *, batch: int = BATCH, budget: int = BUDGET):
+    def __init__(self, repo, *, batch: int = BATCH, budget: int = BUDGET,
+                 read_blob: Callable[[bytes], bytes] | None = None):
         self.repo, self.batch, self.budget = repo, batch, budget
+        self.read_blob = read_blob or repo.get_blob  # a miss (prune passes one that also reads unindexed packs)
         self._blobs: dict[bytes, bytes] = {}
         self._bytes = 0
         self._lock = threading.Lock()
@@ -37,23 +40,27 @@ class TreeAhead:
         """The nodes of ``tree_id``; with ``ahead``, a miss reads the trees below it ahead
         (errors in the read-ahead are left for the walk to meet, and report, when it loads
         those trees itself). A walk that will skip most subtrees passes ``ahead=False``."""
+        return decode_tree(self.blob(tree_id, ahead=ahead))
+
+    def blob(self, tree_id: bytes, *, ahead: bool = True) -> bytes:
+        """The verified plaintext of a tree blob (what :meth:`load` decodes)."""
         with self._lock:
             blob = self._blobs.get(tree_id)
         if blob is not None:
-            return decode_tree(blob)
-        blob = self.repo.get_blob(tree_id)
-        nodes = decode_tree(blob)
+            return blob
+        blob = self.read_blob(tree_id)
         if ahead:
             with self._lock:  # kept too: a second walk over the same trees (restore's small files) reads it
                 self._blobs, self._bytes = {tree_id: blob}, len(blob)
-            self._ahead([n.subtree for n in nodes if n.type == DIR and n.subtree])
-        return nodes
+            self._ahead([n.subtree for n in decode_tree(blob) if n.type == DIR and n.subtree])
+        return blob
 
     def _ahead(self, frontier: list[bytes]) -> None:
         while frontier and self._bytes < self.budget:
             head, frontier = frontier[: self.batch], frontier[self.batch :]
-            with self._lock:
-                part = [t for t in dict.fromkeys(head) if t not in self._blobs]
+            table = self.repo.index.table
+            with self._lock:  # only what the index locates (a miss reads the rest its own way)
+                part = [t for t in dict.fromkeys(head) if t not in self._blobs and t in table]
             if not part:
                 continue
             try:
