@@ -211,3 +211,29 @@ def test_api_catalog_of_a_repository_reports_then_indexes_new_snapshots(builder,
         assert len(cat.sync(builder.repo).added) == 2
         res = cat.find(FindQuery("notes"))
         assert res.freshness.not_indexed == [] and {h.size for h in res.hits} == {len("notes 0"), len("notes 1")}
+
+
+def test_sync_reads_a_level_of_trees_in_a_few_requests(tmp_path):
+    from ebas import api
+    from ebas.crypto.kdf import KdfParams
+    from ebas.runtime import SYSTEM_ENTROPY
+    from ebas.storage.backends.memory import MemoryStore
+    from ebas.storage.wrappers.counting import CountingStore, StoreCounts
+
+    src = tmp_path / "wide"
+    for d in range(200):
+        (src / f"d{d:03d}").mkdir(parents=True)
+        (src / f"d{d:03d}" / "f.txt").write_text(str(d))
+    store = MemoryStore()
+    repo = api.Repository.init(store, "pw", kdf=KdfParams.fast_for_tests(SYSTEM_ENTROPY))
+    api.backup(repo, [str(src)])
+    counts = StoreCounts()
+    reader = api.Repository.open(CountingStore(store, counts), "pw")
+    reader.index
+    before = counts.snapshot()
+    with api.catalog(reader, str(tmp_path / "cat.sqlite")) as cat:
+        res = cat.sync(reader)
+        assert len(res.added) == 1 and res.trees_read > 200
+        assert len(cat.find(FindQuery("f.txt", limit=500)).hits) == 200
+    gets = (counts.snapshot() - before).calls.get("get", 0)
+    assert gets < 30, gets  # 200+ trees: a few ranged reads per level

@@ -25,6 +25,7 @@ from typing import Protocol
 from ebas.catalog import tables as T
 from ebas.catalog.db.base import Backend, chunks
 from ebas.catalog.schema import DIR, GAP, OPEN, Entry, entry_from_node
+from ebas.repo.tree import decode_tree
 
 V_COLS = ("dir_id", "source_id", "name_id", "first_pos", "last_pos", "type", "size", "mtime", "ctime", "mode",
           "uid", "gid", "owner_id", "digest", "target")
@@ -50,6 +51,15 @@ class RepoTrees:
     def entries(self, tree_id: bytes) -> list[Entry]:
         self.reads += 1
         return [entry_from_node(n) for n in self.repo.load_tree(tree_id)]
+
+    def entries_many(self, tree_ids: list[bytes]) -> list[list[Entry]]:
+        """Several trees with batched reads (one request per run of nearby tree blobs)."""
+        out = []
+        for k in range(0, len(tree_ids), 256):
+            part = tree_ids[k : k + 256]
+            self.reads += len(part)
+            out += [[entry_from_node(n) for n in decode_tree(b)] for b in self.repo.get_blobs(part)]
+        return out
 
 
 @dataclass
@@ -423,10 +433,15 @@ class _Walk:
         dir_ids = [lv[0] for lv in level]
         self.visited.update(dir_ids)
         self.dirs_changed += len(level)
-        listings = {}
-        for did, _path, xt, _pt in level:
-            listings[did] = self.trees.entries(xt) if xt else []
-            self.trees_read += 1 if xt else 0
+        listings = {did: [] for did, _path, _xt, _pt in level}
+        todo = [(did, xt) for did, _path, xt, _pt in level if xt]
+        many = getattr(self.trees, "entries_many", None)  # a whole level in a few reads
+        if many is not None and len(todo) > 1:
+            listings.update(zip((d for d, _ in todo), many([t for _, t in todo])))
+        else:
+            for did, xt in todo:
+                listings[did] = self.trees.entries(xt)
+        self.trees_read += len(todo)
         in_p = [lv[0] for lv in level if lv[3] is not None]
         p_rows = self._fetch_versions(in_p, "v.first_pos <= ? AND v.last_pos >= ?", [p, p]) if in_p else {}
         n_rows = self._fetch_versions(dir_ids, "v.first_pos = ?", [n]) if n is not None else {}
