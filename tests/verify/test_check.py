@@ -339,3 +339,20 @@ def test_verify_pack_bytes_on_an_intact_and_a_lying_pack(env):
     verdict = verify_pack_bytes(env.repo, pack_id(lying), lying)
     assert verdict.hash_ok and not verdict.header_error and verdict.bad_blobs == [bid]  # 140 bytes, not 141
     assert not verdict.intact
+
+
+def test_check_reads_trees_ahead_in_a_few_requests(tmp_path):
+    from ebas import api
+    from ebas.storage.wrappers.counting import CountingStore, StoreCounts
+
+    src = tmp_path / "wide"
+    for d in range(150):
+        (src / f"d{d:03d}" / "x").mkdir(parents=True)
+        (src / f"d{d:03d}" / "x" / "f").write_bytes(os.urandom(100))
+    store = MemoryStore()
+    repo = Repository.init(store, "pw", kdf=KdfParams.fast_for_tests(SYSTEM_ENTROPY))
+    api.backup(repo, [str(src)])
+    counts = StoreCounts()
+    report = check_repository(Repository.open(CountingStore(store, counts), "pw"))
+    assert report.ok and report.problems == [] and report.trees > 300
+    assert counts.snapshot().calls.get("get", 0) < 40  # 300+ trees: a few ranged reads per level

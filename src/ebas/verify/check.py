@@ -35,6 +35,8 @@ from ebas.repo import holds, prunestate
 from ebas.repo.locks import reader_lock
 from ebas.repo.pack import ENTRY, HEAD, TRAILER, pack_id_from_name, pack_name, read_pack_header
 from ebas.repo.tree import DIR, FILE, ID_LEN, decode_tree
+
+AHEAD_BYTES = 64 << 20  # stored tree bytes read ahead of the walk
 from ebas.verify.packdata import index_entries, verify_pack_bytes
 from ebas.verify.problems import (
     HINT_LOST,
@@ -81,6 +83,7 @@ class _Checker:
         self.bad_packs: dict[bytes, int] = {}  # pack -> bytes still readable (0 if missing)
         self.bad_blobs: dict[bytes, bytes] = {}  # blob -> pack, found corrupt by read_data
         self.memo: dict[bytes, frozenset] = {}
+        self.ahead: dict[bytes, bytes] = {}  # stored tree blobs read ahead of the walk
 
     def issue(self, key: tuple, kind: str, obj: str, message: str, hint: str) -> Finding:
         if key not in self.issues:
@@ -305,7 +308,10 @@ class _Checker:
         else:
             pid, off, length = loc
             try:
-                stored = self.store.get(pack_name(pid), off, length)
+                stored = self.ahead.pop(tid, None)
+                if stored is None:
+                    stored = self.store.get(pack_name(pid), off, length)
+                    self._read_ahead(tid, stored)
                 if len(stored) != length:
                     raise IntegrityError(f"pack {pid.hex()[:16]} is truncated")
                 return decode_tree(self.repo.codec.decode(tid, stored))
@@ -318,6 +324,46 @@ class _Checker:
                    f"{tid.hex()[:16]}) cannot be read: {cause}; nothing below it can be restored", HINT_LOST
                    ).note(path)
         return None
+
+    def _read_ahead(self, tid: bytes, stored: bytes) -> None:
+        """After a tree read from the store, read the trees below it breadth-first with
+        ranged reads covering many trees each (up to ``AHEAD_BYTES`` held). Best effort:
+        whatever fails here is read, and reported, by :meth:`_load_tree` itself."""
+        self.ahead.clear()
+        try:
+            frontier = [n.subtree for n in decode_tree(self.repo.codec.decode(tid, stored))
+                        if n.type == DIR and n.subtree]
+        except Exception:  # noqa: BLE001 - reported by _load_tree
+            return
+        held = 0
+        while frontier and held < AHEAD_BYTES:
+            head, frontier = frontier[:256], frontier[256:]
+            locs = sorted((loc, t) for t in dict.fromkeys(head)
+                          if t not in self.ahead and t not in self.memo and (loc := self.table.lookup(t)))
+            i = 0
+            while i < len(locs):
+                (pid, start, length), _t = locs[i]
+                end, j = start + length, i + 1
+                while j < len(locs) and locs[j][0][0] == pid and locs[j][0][1] - end <= 256 << 10 \
+                        and locs[j][0][1] + locs[j][0][2] - start <= 8 << 20:
+                    end = max(end, locs[j][0][1] + locs[j][0][2])
+                    j += 1
+                try:
+                    data = self.store.get(pack_name(pid), start, end - start)
+                except Exception:  # noqa: BLE001 - reported by _load_tree
+                    data = b""
+                for (_p, off, ln), t in locs[i:j]:
+                    piece = bytes(data[off - start : off - start + ln])
+                    if len(piece) != ln:
+                        continue
+                    self.ahead[t] = piece
+                    held += ln
+                    try:
+                        frontier += [n.subtree for n in decode_tree(self.repo.codec.decode(t, piece))
+                                     if n.type == DIR and n.subtree]
+                    except Exception:  # noqa: BLE001 - reported by _load_tree
+                        continue
+                i = j
 
     def _scan(self, nodes: list, path: str, keys: set) -> list[tuple[bytes, str]]:
         """Check the file entries of one tree; return its subdirectories."""
