@@ -1,6 +1,7 @@
 """Scale: the dedup table at 1M / 10M chunks, and 1..128 concurrent backup streams.
 
     .venv/bin/python bench/bench_scale.py table   [--chunks 1000000,10000000] [--segment 100000]
+    .venv/bin/python bench/bench_scale.py plan    [--chunks 10000000]   (prune's plan over the index: time, peak RSS)
     .venv/bin/python bench/bench_scale.py streams [--streams 1,8,32,128] [--processes 16] [--mib 4]
     .venv/bin/python bench/bench_scale.py all     [--json-out FILE]
 
@@ -134,6 +135,38 @@ def measure_table(path: Path) -> dict:
     return out
 
 
+def measure_plan(path: Path) -> dict:
+    """Run in a child: prune's plan (index side) over the synthetic index; time and peak RSS."""
+    from ebas.backup.pruneplan import make_plan
+
+    base = rss_mib()
+    repo = Repository.open(FileStore(path, fsync=False), PW)
+    t0 = time.perf_counter()
+    plan = make_plan(repo, grace_ns=0)
+    dt = time.perf_counter() - t0
+    s = plan.summary()
+    return {"plan_s": round(dt, 2), "entries": int(len(plan.view.entries)), "packs_in_index": len(plan.view.packs),
+            "packs_drop_missing": s["packs_drop_missing"], "rss_before_mib": round(base, 1),
+            "peak_rss_mib": round(peak_mib(), 1)}
+
+
+def run_plan(args) -> list[dict]:
+    results = []
+    for chunks in [int(x) for x in args.chunks.split(",")]:
+        with tempfile.TemporaryDirectory(prefix="ebas-scale-", dir=args.workdir) as tmp:
+            path = Path(tmp) / "repo"
+            log(f"building an index of {chunks:,} chunks ...")
+            facts = build_index(path, chunks, args.segment)
+            child = subprocess.run([sys.executable, __file__, "_plan", str(path)], capture_output=True, text=True,
+                                   env={**os.environ, "EBAS_DEDUP_CACHE": "off"})
+            if child.returncode:
+                raise SystemExit(child.stderr)
+            facts["plan"] = json.loads(child.stdout)
+            log(f"  plan: {json.dumps(facts['plan'])}")
+            results.append(facts)
+    return results
+
+
 def run_table(args) -> list[dict]:
     results = []
     for chunks in [int(x) for x in args.chunks.split(",")]:
@@ -253,11 +286,14 @@ def main(argv: list[str] | None = None) -> int:
     if argv and argv[0] == "_measure":
         print(json.dumps(measure_table(Path(argv[1]))))
         return 0
+    if argv and argv[0] == "_plan":
+        print(json.dumps(measure_plan(Path(argv[1]))))
+        return 0
     if argv and argv[0] == "_streams":
         print(json.dumps(_stream_worker(argv[1], argv[3:], argv[2])))
         return 0
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("what", choices=["table", "streams", "all"])
+    p.add_argument("what", choices=["table", "plan", "streams", "all"])
     p.add_argument("--chunks", default="1000000,10000000")
     p.add_argument("--segment", type=int, default=100_000, help="entries per index segment")
     p.add_argument("--streams", default="1,8,32,128")
@@ -269,6 +305,8 @@ def main(argv: list[str] | None = None) -> int:
     out: dict = {"cpus": os.cpu_count()}
     if args.what in ("table", "all"):
         out["table"] = run_table(args)
+    if args.what == "plan":
+        out["plan"] = run_plan(args)
     if args.what in ("streams", "all"):
         out["streams"] = run_streams(args)
     text = json.dumps(out, indent=2)
