@@ -289,8 +289,11 @@ def _classify(plan: PrunePlan, max_unused: float) -> None:
     # one row per physical blob: the same (pack, offset) listed by several segments counts once
     key = (e["pack"].astype(np.uint64) << np.uint64(32)) | e["offset"].astype(np.uint64)
     _, first = np.unique(key, return_index=True)
-    e = e[np.sort(first)]
-    hi, lo = split_ids(e["id"].tobytes()) if len(e) else (np.zeros(0, np.uint64), np.zeros(0, np.uint64))
+    del key
+    if len(first) < len(e):  # copy only when some segments repeat entries
+        e = e[np.sort(first)]
+    del first
+    hi, lo = _id_words(e)
     pos = refs.positions(hi, lo)
     used = pos >= 0
     pno = e["pack"].astype(np.int64)
@@ -353,6 +356,16 @@ def _classify(plan: PrunePlan, max_unused: float) -> None:
                              f"({names}) and hold {n} blob(s) that snapshots need; prune deletes nothing",
                              hint="copy the packs back from a replica; otherwise run 'ebas check' to see the "
                                   "affected snapshots, 'ebas repair index', and forget the damaged snapshots")
+
+
+def _id_words(e: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(hi, lo)`` uint64 keys of the entries' ids, read in place (no copy of the ids)."""
+    if not len(e):
+        return np.zeros(0, np.uint64), np.zeros(0, np.uint64)
+    off = e.dtype.fields["id"][1]
+    words = [np.ndarray((len(e),), dtype=">u8", buffer=e, offset=off + 8 * k, strides=(e.strides[0],))
+             for k in (0, 1)]
+    return words[0].astype(np.uint64), words[1].astype(np.uint64)
 
 
 def _unindexed(plan: PrunePlan, orphan_entries: dict, unindexed: dict[bytes, PackInfo], now: int,
