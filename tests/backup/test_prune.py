@@ -316,9 +316,13 @@ def test_prune_waits_for_running_backups_before_deleting(history, repos, tmp_pat
     api.forget(repo, RetentionPolicy(last=2))
     commit = _running_backup(repos, repo, garbage)
     done: list = []
-    t = threading.Timer(0.5, lambda: done.append(commit()))
-    t.start()
-    res = api.prune(repo, grace_ns=0, max_wait=30, poll=0.05)
+    t = threading.Thread(target=lambda: done.append(commit()))
+
+    def step(phase, _done, _total):  # the backup commits while the prune waits for it
+        if phase == "wait" and not t.is_alive() and not done:
+            t.start()
+
+    res = api.prune(repo, grace_ns=0, max_wait=30, poll=0.05, progress=step)
     t.join()
     assert res.pending == [] and res.records_finished == 1 and res.packs_resurrected == 1 and res.packs_deleted > 0
     fresh = repos_fresh(repo)
