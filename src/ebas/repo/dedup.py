@@ -11,11 +11,13 @@ See docs/format.md, "Dedup table".
 from __future__ import annotations
 
 import threading
+import struct
 from bisect import bisect_left
 
 import numpy as np
 
 MERGE_AT = 200_000
+_KEYS = struct.Struct(">QQ").unpack_from  # (hi, lo) of an id in one call
 
 
 def _split(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -37,10 +39,9 @@ class DedupTable:
         self._len = np.zeros(0, np.uint32)
         self._delta: dict[bytes, tuple[int, int, int]] = {}
         self._lock = threading.RLock()
-        self._dir_of: np.ndarray | None = None  # the _hi array the directory below was built for
-        self._dir: memoryview = memoryview(b"")
-        self._shift = 64
-        self._views: tuple = ()
+        # (the _hi array it was built for, bucket directory, shift, memoryviews of hi, lo,
+        # pack, offset, length): one attribute, read once per lookup
+        self._state: tuple = (None,)
 
     @classmethod
     def from_sorted(cls, packs: list[bytes], hi: np.ndarray, lo: np.ndarray, pack: np.ndarray, off: np.ndarray,
@@ -143,40 +144,36 @@ class DedupTable:
                 i = self._find(blob_id)
                 if i < 0:
                     return None
-                v = self._views
-                return self.packs[v[2][i]], v[3][i], v[4][i]
+                st = self._state
+                return self.packs[st[5][i]], st[6][i], st[7][i]
             return self.packs[r[0]], r[1], r[2]
 
-    def _build_directory(self) -> None:
+    def _build_directory(self) -> tuple:
         """Bucket directory over the top bits of ``_hi`` (about 8 keys per bucket, 4 bytes
         per bucket: under 1 byte per blob) plus memoryviews of the arrays, so that one
         lookup is a few C-level steps instead of several numpy calls."""
         hi = self._hi
         n = len(hi)
         bits = min(28, max(4, (max(n, 1) // 8).bit_length()))
-        self._shift = 64 - bits
+        shift = 64 - bits
         bounds = np.arange((1 << bits) + 1, dtype=np.uint64)
         with np.errstate(over="ignore"):
-            edges = bounds << np.uint64(self._shift)  # the last edge wraps to 0: fixed below
+            edges = bounds << np.uint64(shift)  # the last edge wraps to 0: replaced by n below
         dir_ = hi.searchsorted(edges[:-1], "left").astype(np.uint32)
-        self._dir = memoryview(np.append(dir_, np.uint32(n)))
-        self._views = tuple(memoryview(np.ascontiguousarray(a)) for a in
-                            (self._hi, self._lo, self._pack, self._off, self._len))
-        self._dir_of = hi
+        views = tuple(memoryview(np.ascontiguousarray(a)) for a in
+                      (self._hi, self._lo, self._pack, self._off, self._len))
+        self._state = (hi, memoryview(np.append(dir_, np.uint32(n))), shift, *views)
+        return self._state
 
     def _find(self, blob_id: bytes) -> int:
-        if self._dir_of is not self._hi:
-            self._build_directory()
-        hi = int.from_bytes(blob_id[:8], "big")
-        b = hi >> self._shift
-        d = self._dir
+        st = self._state
+        if st[0] is not self._hi:
+            st = self._build_directory()
+        _arr, d, shift, vh, vl = st[:5]
+        hi, lo = _KEYS(blob_id)
+        b = hi >> shift
         end = d[b + 1]
-        vh = self._views[0]
         i = bisect_left(vh, hi, d[b], end)
-        if i >= end or vh[i] != hi:
-            return -1
-        lo = int.from_bytes(blob_id[8:16], "big")
-        vl = self._views[1]
         while i < end and vh[i] == hi:
             if vl[i] == lo:
                 return i
@@ -221,7 +218,7 @@ class DedupTable:
     def memory_bytes(self) -> int:
         """Bytes of RAM held by the table (arrays exactly, the pending dict estimated)."""
         arrays = sum(a.nbytes for a in (self._hi, self._lo, self._pack, self._off, self._len))
-        arrays += self._dir.nbytes if self._dir_of is self._hi else 0
+        arrays += self._state[1].nbytes if self._state[0] is self._hi else 0
         return arrays + len(self._delta) * 200 + len(self.packs) * 120
 
     def stored_bytes(self) -> int:

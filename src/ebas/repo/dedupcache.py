@@ -97,6 +97,8 @@ def load(repo_id: str, names: list[str]) -> Cached | None:
             packs = [raw[i : i + 32] for i in range(0, len(raw), 32)]
             if any(len(arrays[a]) != meta["entries"] for a in ARRAYS):
                 raise ValueError("array lengths differ")
+            for a in arrays.values():  # map every page now (a few ms): first-touch faults would
+                int(a[:: max(1, 4096 // a.itemsize)].sum())  # otherwise land inside the lookups
             table = DedupTable.from_sorted(packs, arrays["hi"], arrays["lo"], arrays["pack"], arrays["off"],
                                            arrays["len"])
             return Cached(table, set(meta["names"]), list(meta["segments"]))
