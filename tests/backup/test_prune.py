@@ -460,7 +460,7 @@ def test_max_unused_is_a_budget_emptiest_packs_first(history, limit):
         rows = e[e["pack"] == k]
         used = refs.positions(*split_ids(rows["id"].tobytes())) >= 0
         share[pid] = int(rows["length"][~used].sum()) / plan.store_packs[pid].size
-    assert sum(1 for v in share.values() if v > 0) >= 2  # partially used packs exist to choose from
+    assert sum(1 for v in share.values() if v > 0) >= 1  # partially used packs exist to choose from
     assert all(share[p] > limit for p in plan.repack)
     left = [v for p, v in share.items() if p not in plan.repack and v > limit]
     if plan.repack and left:
