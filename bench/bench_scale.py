@@ -150,6 +150,15 @@ def measure_plan(path: Path) -> dict:
             "peak_rss_mib": round(peak_mib(), 1)}
 
 
+def _in_child(what: str, path: Path, env: dict) -> dict:
+    """Run ``what`` on ``path`` in a fresh process (clean RSS) and return its JSON."""
+    child = subprocess.run([sys.executable, __file__, what, str(path)], capture_output=True, text=True,
+                           env={**os.environ, **env})
+    if child.returncode:
+        raise SystemExit(child.stderr)
+    return json.loads(child.stdout)
+
+
 def run_plan(args) -> list[dict]:
     results = []
     for chunks in [int(x) for x in args.chunks.split(",")]:
@@ -157,11 +166,7 @@ def run_plan(args) -> list[dict]:
             path = Path(tmp) / "repo"
             log(f"building an index of {chunks:,} chunks ...")
             facts = build_index(path, chunks, args.segment)
-            child = subprocess.run([sys.executable, __file__, "_plan", str(path)], capture_output=True, text=True,
-                                   env={**os.environ, "EBAS_DEDUP_CACHE": "off"})
-            if child.returncode:
-                raise SystemExit(child.stderr)
-            facts["plan"] = json.loads(child.stdout)
+            facts["plan"] = _in_child("_plan", path, {"EBAS_DEDUP_CACHE": "off"})
             log(f"  plan: {json.dumps(facts['plan'])}")
             results.append(facts)
     return results
@@ -179,11 +184,7 @@ def run_table(args) -> list[dict]:
             for mode, env in (("no_cache", {"EBAS_DEDUP_CACHE": "off"}),
                               ("cache_build", {"EBAS_DEDUP_CACHE": str(cache), "EBAS_DEDUP_CACHE_MIN": "1"}),
                               ("cache_hit", {"EBAS_DEDUP_CACHE": str(cache), "EBAS_DEDUP_CACHE_MIN": "1"})):
-                child = subprocess.run([sys.executable, __file__, "_measure", str(path)], capture_output=True,
-                                       text=True, env={**os.environ, **env})
-                if child.returncode:
-                    raise SystemExit(child.stderr)
-                facts[mode] = json.loads(child.stdout)
+                facts[mode] = _in_child("_measure", path, env)
                 log(f"  {mode}: {json.dumps(facts[mode])}")
             results.append(facts)
     return results

@@ -92,8 +92,9 @@ def pack_deadlines(repo, days: float) -> tuple[dict[bytes, int], int, int]:
 def extend_locks(repo, *, dry_run: bool = False, now_ns: int | None = None) -> LockExtendResult:
     """Lengthen the retention of every pack to the latest date a snapshot needing it must
     stay intact (see the module docstring). Raises ``UsageError`` without object lock."""
-    lock = repo.config.object_lock or (
-        {"mode": repo.store.object_lock()[0], "days": repo.store.object_lock()[1]} if repo.store.object_lock() else None)
+    lock = repo.config.object_lock
+    if not lock and (from_store := repo.store.object_lock()):
+        lock = {"mode": from_store[0], "days": from_store[1]}
     if not lock:
         raise UsageError("this repository has no object lock (write-once retention)",
                          hint="create it with 'ebas init --object-lock governance|compliance --lock-days N'")

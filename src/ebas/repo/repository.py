@@ -50,6 +50,24 @@ def _whoami() -> tuple[str, str]:
     return socket.gethostname(), user
 
 
+
+def read_runs(locs: list[tuple[bytes, int, int]], max_gap: int, max_read: int):
+    """Group ``(pack, offset, length)`` locations sorted by pack and offset into ranged reads:
+    yields ``(i, j, pack, start, end)`` for ``locs[i:j]``, one read of ``[start, end)`` each,
+    bridging gaps up to ``max_gap`` and never longer than ``max_read``."""
+    i, n = 0, len(locs)
+    while i < n:
+        pack, start, length = locs[i]
+        end, j = start + length, i + 1
+        while j < n:
+            p2, o2, l2 = locs[j]
+            if p2 != pack or o2 - end > max_gap or o2 + l2 - start > max_read:
+                break
+            end = max(end, o2 + l2)
+            j += 1
+        yield i, j, pack, start, end
+        i = j
+
 class Repository:
     """An open repository. Create with :meth:`init` or :meth:`open`."""
 
@@ -228,20 +246,9 @@ class Repository:
             where[bid] = loc
         order = sorted(where, key=where.__getitem__)  # by pack, then offset
         plain: dict[bytes, bytes] = {}
-        i, n = 0, len(order)
-        while i < n:
-            pack, start, length = where[order[i]]
-            end = start + length
-            j = i + 1
-            while j < n:
-                p2, o2, l2 = where[order[j]]
-                if p2 != pack or o2 - end > max_gap or o2 + l2 - start > max_read:
-                    break
-                end = max(end, o2 + l2)
-                j += 1
+        for i, j, pack, start, end in read_runs([where[b] for b in order], max_gap, max_read):
             if j == i + 1:
                 plain[order[i]] = self.get_blob(order[i])
-                i = j
                 continue
             try:
                 data = self.store.get(pack_name(pack), start, end - start)
@@ -259,7 +266,6 @@ class Repository:
                 except IntegrityError as exc:
                     raise IntegrityError(f"blob {bid.hex()[:16]} in pack {pack.hex()[:16]} is corrupt: "
                                          f"{exc.message}") from exc
-            i = j
         return [plain[bid] for bid in blob_ids]
 
     def has_blob(self, blob_id: bytes) -> bool:

@@ -29,11 +29,12 @@ import numpy as np
 
 from ebas.crypto.aead import OVERHEAD
 from ebas.errors import EbasError, IntegrityError, InvalidRange, ObjectNotFound
+from ebas.repo import holds, prunestate
 from ebas.repo.dedup import DedupTable
 from ebas.repo.index import IndexSegment, check_segment_name
-from ebas.repo import holds, prunestate
 from ebas.repo.locks import reader_lock
 from ebas.repo.pack import ENTRY, HEAD, TRAILER, pack_id_from_name, pack_name, read_pack_header
+from ebas.repo.repository import read_runs
 from ebas.repo.tree import DIR, FILE, ID_LEN, decode_tree
 
 AHEAD_BYTES = 64 << 20  # stored tree bytes read ahead of the walk
@@ -340,14 +341,7 @@ class _Checker:
             head, frontier = frontier[:256], frontier[256:]
             locs = sorted((loc, t) for t in dict.fromkeys(head)
                           if t not in self.ahead and t not in self.memo and (loc := self.table.lookup(t)))
-            i = 0
-            while i < len(locs):
-                (pid, start, length), _t = locs[i]
-                end, j = start + length, i + 1
-                while j < len(locs) and locs[j][0][0] == pid and locs[j][0][1] - end <= 256 << 10 \
-                        and locs[j][0][1] + locs[j][0][2] - start <= 8 << 20:
-                    end = max(end, locs[j][0][1] + locs[j][0][2])
-                    j += 1
+            for i, j, pid, start, end in read_runs([loc for loc, _t in locs], 256 << 10, 8 << 20):
                 try:
                     data = self.store.get(pack_name(pid), start, end - start)
                 except Exception:  # noqa: BLE001 - reported by _load_tree
@@ -363,7 +357,6 @@ class _Checker:
                                      if n.type == DIR and n.subtree]
                     except Exception:  # noqa: BLE001 - reported by _load_tree
                         continue
-                i = j
 
     def _scan(self, nodes: list, path: str, keys: set) -> list[tuple[bytes, str]]:
         """Check the file entries of one tree; return its subdirectories."""
