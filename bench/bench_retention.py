@@ -30,8 +30,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
 from ebas import api  # noqa: E402
-from ebas.backup.retention import RetentionPolicy  # noqa: E402
 from ebas.crypto.kdf import KdfParams  # noqa: E402
+from ebas.lifecycle.retention import RetentionPolicy  # noqa: E402
 from ebas.runtime import SYSTEM_ENTROPY  # noqa: E402
 from ebas.verify.check import check_repository  # noqa: E402
 
@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         stats = api.repository_stats(repo, reclaimable=True)
         policy = RetentionPolicy(daily=14, weekly=8, monthly=12, yearly=3)
-        forget = api.forget(repo, policy, now_ns=now)
+        api.forget(repo, policy, now_ns=now)
         forget_s = time.perf_counter() - t0
         reclaim = api.repository_stats(repo, reclaimable=True)
         t0 = time.perf_counter()

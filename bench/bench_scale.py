@@ -137,7 +137,7 @@ def measure_table(path: Path) -> dict:
 
 def measure_plan(path: Path) -> dict:
     """Run in a child: prune's plan (index side) over the synthetic index; time and peak RSS."""
-    from ebas.backup.pruneplan import make_plan
+    from ebas.lifecycle.pruneplan import make_plan
 
     base = rss_mib()
     repo = Repository.open(FileStore(path, fsync=False), PW)

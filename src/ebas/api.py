@@ -14,22 +14,22 @@ from __future__ import annotations
 
 from ebas.backup.archiver import Archiver, BackupOptions, BackupResult
 from ebas.backup.browse import Change, diff_snapshots, list_path
-from ebas.backup.forget import ForgetResult
-from ebas.backup.forget import forget as _forget
-from ebas.backup.holding import add_hold, list_holds, release_hold, set_min_retention
-from ebas.backup.prune import PruneResult
-from ebas.backup.prune import prune as _prune
-from ebas.backup.recall import staged
-from ebas.backup.retention import RetentionPolicy, parse_duration
 from ebas.backup.restorer import Restorer, RestoreResult
 from ebas.chunking.params import ChunkerParams
 from ebas.crypto.kdf import KdfParams
+from ebas.lifecycle.forget import ForgetResult
+from ebas.lifecycle.forget import forget as _forget
+from ebas.lifecycle.holding import add_hold, list_holds, release_hold, set_min_retention
+from ebas.lifecycle.prune import PruneResult
+from ebas.lifecycle.prune import prune as _prune
+from ebas.lifecycle.retention import RetentionPolicy, parse_duration
 from ebas.repo.config import DEFAULT_PACK_SIZE
 from ebas.repo.repository import Repository
 from ebas.repo.snapshots import Snapshot
 from ebas.runtime import SYSTEM_CLOCK, SYSTEM_ENTROPY, Clock, Entropy
 from ebas.storage.registry import open_store
 from ebas.storage.stack import build_stack
+from ebas.transfer.recall import staged
 
 __all__ = [
     "BackupOptions", "BackupResult", "Change", "ChunkerParams", "ForgetResult", "KdfParams", "PruneResult",
@@ -67,7 +67,7 @@ def restore(repo: Repository, snapshot: str, target: str, *, includes: list[str]
 
     From a tape repository the repository is first recalled, in tape order, into a
     staging directory under ``staging`` (default: beside ``target``); see
-    :mod:`ebas.backup.recall`."""
+    :mod:`ebas.transfer.recall`."""
     with staged(repo, staging, near=target) as (source, _):
         snap = source.find_snapshot(snapshot, host=host, tags=tags, path=path)
         return Restorer(source, snap, target, includes=includes, restore_owner=restore_owner).run()
@@ -85,12 +85,12 @@ def diff(repo: Repository, a: str, b: str) -> list[Change]:
 
 def forget(repo: Repository, policy: RetentionPolicy | None = None, **options) -> ForgetResult:
     """Remove snapshots by retention ``policy`` or ``snapshot_ids=[...]`` (see
-    :func:`ebas.backup.forget.forget` for the options: dry_run, allow_empty, group_by, ...)."""
+    :func:`ebas.lifecycle.forget.forget` for the options: dry_run, allow_empty, group_by, ...)."""
     return _forget(repo, policy, **options)
 
 
 def prune(repo: Repository, **options) -> PruneResult:
-    """Delete unreferenced data and repack mostly-unused packs (see :func:`ebas.backup.prune.prune`:
+    """Delete unreferenced data and repack mostly-unused packs (see :func:`ebas.lifecycle.prune.prune`:
     max_unused, grace_ns, max_wait, dry_run, ...)."""
     return _prune(repo, **options)
 
@@ -124,8 +124,8 @@ def repository_stats(repo: Repository, *, reclaimable: bool = False) -> dict:
         "dedup_bytes_per_blob": round(table.memory_bytes() / len(table), 2) if len(table) else 0.0,
     }
     if reclaimable:
-        from ebas.backup.pruneplan import make_plan
         from ebas.errors import EbasError
+        from ebas.lifecycle.pruneplan import make_plan
 
         try:
             plan = make_plan(repo).summary()

@@ -12,17 +12,17 @@ import pytest
 SRC = pathlib.Path(__file__).resolve().parents[2] / "src" / "ebas"
 
 LAYER = {
-    "errors": 0, "runtime": 0, "flow": 0, "progress": 0,
+    "errors": 0, "runtime": 0, "flow": 0, "progress": 0, "units": 0,
     "storage": 1, "crypto": 1, "chunking": 1,
     "repo": 2,
-    "backup": 3, "catalog": 3, "transfer": 3,
+    "backup": 3, "lifecycle": 3, "catalog": 3, "transfer": 3,
     "verify": 4, "replication": 4,
     "api": 5, "ops": 5, "cli": 6,
 }
 # siblings on one row that must not import each other
-SIBLINGS = [{"storage", "crypto", "chunking"}, {"backup", "catalog", "transfer"}, {"verify", "replication"}]
+SIBLINGS = [{"storage", "crypto", "chunking"}, {"backup", "lifecycle", "catalog", "transfer"}, {"verify", "replication"}]
 # kernel modules that may be shared by anyone
-KERNEL = {"errors", "runtime", "flow", "progress"}
+KERNEL = {"errors", "runtime", "flow", "progress", "units"}
 
 
 def _imports(path: pathlib.Path) -> set[str]:

@@ -25,7 +25,7 @@ from ebas.backup.fileread import FileReader
 from ebas.errors import IntegrityError, RestoreError, UnsafePath, UsageError
 from ebas.repo.pack import KIND_DATA, KIND_TREE, pack_name
 from ebas.repo.snapshots import Snapshot
-from ebas.repo.tree import DIR, FILE, SYMLINK, Node, encode_tree
+from ebas.repo.tree import DIR, FILE, Node, encode_tree
 
 T0 = 1_600_000_000_123_456_789  # a fixed mtime with nanoseconds
 

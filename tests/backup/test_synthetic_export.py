@@ -8,16 +8,16 @@ import pytest
 from prune_kit import DAY, T0, backup_day, quick_snapshot, read_all
 
 from ebas import api
-from ebas.backup.chains import build_chains, parse_weekday, resolve_level
-from ebas.backup.export import export_snapshot
-from ebas.backup.retention import RetentionPolicy
-from ebas.backup.synthetic import restore_order, synthesize
 from ebas.errors import IntegrityError, RepositoryExists, UsageError
+from ebas.lifecycle.chains import build_chains, parse_weekday, resolve_level
+from ebas.lifecycle.retention import RetentionPolicy
+from ebas.lifecycle.synthetic import restore_order, synthesize
 from ebas.repo.pack import KIND_DATA, KIND_TREE, pack_name
-from ebas.repo.repair import rebuild_index
 from ebas.repo.repository import Repository
 from ebas.storage.wrappers.faulty import FaultyStore
+from ebas.transfer.export import export_snapshot
 from ebas.verify.check import check_repository
+from ebas.verify.repair import rebuild_index
 
 PW = "correct horse battery staple"
 

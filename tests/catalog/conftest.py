@@ -12,7 +12,6 @@ import os
 import time
 
 import pytest
-
 from catalog_helpers import RepoBuilder
 
 _n = itertools.count()

@@ -6,12 +6,11 @@ import json
 import os
 
 import pytest
+from catalog_helpers import DAY, T0
 from click.testing import CliRunner
 
 from ebas.cli.app import cli
 from ebas.errors import UsageError
-
-from catalog_helpers import DAY, T0
 
 
 @pytest.fixture
@@ -20,9 +19,9 @@ def run(builder, tmp_path, monkeypatch, wait):
 
     store_path = tmp_path / "repo"
     from ebas.api import init_repository
+    from ebas.backup.archiver import Archiver, BackupOptions
     from ebas.crypto.kdf import KdfParams
     from ebas.runtime import SYSTEM_ENTROPY
-    from ebas.backup.archiver import Archiver, BackupOptions
 
     repo = init_repository(str(store_path), "pw", kdf=KdfParams.fast_for_tests(SYSTEM_ENTROPY))
     builder.write("src/a/report.txt", "one", mode=0o4755)

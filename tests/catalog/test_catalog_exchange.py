@@ -7,11 +7,10 @@ import itertools
 import os
 
 import pytest
+from catalog_helpers import canonical, hit_keys, open_for
 
 from ebas.catalog import CatalogError, FindQuery, open_catalog
 from ebas.errors import UsageError
-
-from catalog_helpers import canonical, hit_keys, open_for
 
 
 def _export(cat, since=0) -> bytes:

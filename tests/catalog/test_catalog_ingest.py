@@ -10,11 +10,10 @@ import sys
 import time
 
 import pytest
+from catalog_helpers import SyntheticTrees, canonical, open_for, row_count, synth_info
 
 from ebas.catalog import FindQuery, open_catalog
 from ebas.catalog.ingest import Ingestor
-
-from catalog_helpers import SyntheticTrees, canonical, open_for, row_count, synth_info
 
 
 def _rows_for(cat, name: str) -> int:

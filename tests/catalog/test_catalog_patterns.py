@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from ebas.catalog.db.postgres import redact, split_schema
 from ebas.catalog.errors import QueryRejected
 from ebas.catalog.patterns import (
     check_regex,
@@ -20,7 +21,6 @@ from ebas.catalog.patterns import (
     name_match,
     trigrams,
 )
-from ebas.catalog.db.postgres import redact, split_schema
 from ebas.catalog.schema import Entry, entry_from_node, norm_path, text_name
 from ebas.catalog.specs import parse_mode_filter, parse_size, parse_size_filter, parse_time
 from ebas.errors import UsageError

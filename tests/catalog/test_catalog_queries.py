@@ -8,12 +8,11 @@ import re
 import time
 
 import pytest
+from catalog_helpers import DAY, T0, RepoBuilder, brute_force, fact_keys, hit_keys, open_for
 
 from ebas.catalog import FindQuery, QueryRejected, file_digest
 from ebas.catalog.query import SnapshotIndex
 from ebas.errors import AmbiguousSnapshot, SnapshotNotFound, UsageError
-
-from catalog_helpers import DAY, T0, RepoBuilder, brute_force, fact_keys, hit_keys, open_for
 
 OLD = T0 - 400 * DAY
 RECENT = T0 - 2 * DAY

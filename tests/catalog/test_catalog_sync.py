@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 import pytest
+from catalog_helpers import brute_force, canonical, fact_keys, hit_keys, open_for
 
 from ebas.catalog import (
     CatalogCorrupt,
@@ -16,8 +17,6 @@ from ebas.catalog import (
 )
 from ebas.catalog.location import default_catalog_path, open_backend
 from ebas.errors import UsageError
-
-from catalog_helpers import brute_force, canonical, fact_keys, hit_keys, open_for
 
 
 def _history(b, wait, n=5):

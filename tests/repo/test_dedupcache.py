@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from ebas.repo.pack import KIND_DATA
-from ebas.repo.repair import rebuild_index
+from ebas.verify.repair import rebuild_index
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ from ebas.runtime import FakeClock, FakeEntropy
 from ebas.storage.backends.memory import MemoryStore
 from ebas.storage.stack import build_stack
 from ebas.storage.testing.conformance import StoreConformance
-from ebas.storage.wrappers.counting import PAGE, Counts, CountingStore, StoreCounts
+from ebas.storage.wrappers.counting import PAGE, CountingStore, Counts, StoreCounts
 from ebas.storage.wrappers.faulty import FaultyStore
 from ebas.storage.wrappers.retry import RetryingStore
 

@@ -17,7 +17,6 @@ from ebas.errors import IndexDamaged, IntegrityError
 from ebas.repo import snapshots as snaps
 from ebas.repo.index import IndexSegment, segment_name
 from ebas.repo.pack import KIND_TREE, TRAILER, PackEntry, encode_header, pack_name
-from ebas.repo.repair import rebuild_index
 from ebas.repo.repository import Repository
 from ebas.repo.snapshots import Snapshot
 from ebas.repo.tree import Node, encode_tree
@@ -26,6 +25,7 @@ from ebas.storage import open_store
 from ebas.storage.backends.memory import MemoryStore
 from ebas.verify.check import WARNING_KINDS, CheckReport, Problem, check_repository
 from ebas.verify.packdata import verify_pack_bytes
+from ebas.verify.repair import rebuild_index
 
 
 def kinds(report: CheckReport) -> set[str]:

@@ -22,11 +22,11 @@ from ebas.backup.changes import ChangePlan, plan_changes
 from ebas.backup.excludes import ExcludeMatcher
 from ebas.backup.fileread import FileReader
 from ebas.backup.fsmeta import OwnerNames, node_from_stat, read_extras, show_path
-from ebas.backup.treeahead import TreeAhead
 from ebas.errors import SourceError, UsageError
 from ebas.repo.pack import KIND_TREE
 from ebas.repo.snapshots import Snapshot
 from ebas.repo.tree import DIR, FILE, Node, encode_tree
+from ebas.repo.treeahead import TreeAhead
 
 MAX_ERRORS_KEPT = 1000
 
@@ -218,7 +218,7 @@ class Archiver:
 
     def _prev_nodes(self, tree_id: bytes | None) -> dict[bytes, Node]:
         """The previous snapshot's entries of a directory (trees below it are read ahead in
-        batches: :mod:`ebas.backup.treeahead`)."""
+        batches: :mod:`ebas.repo.treeahead`)."""
         if not tree_id:
             return {}
         try:

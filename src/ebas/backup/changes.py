@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ebas.repo.snapshots import Snapshot
+from ebas.repo.snapshots import Snapshot, same_source
 
 
 @dataclass
@@ -38,11 +38,6 @@ class ChangePlan:
     def chain_id(self) -> str:
         """Chain identifier: the base full's id ('' for a full, meaning its own id)."""
         return self.base_id or ""
-
-
-def same_source(snap: Snapshot, host: str, paths: list[str]) -> bool:
-    """True if ``snap`` was taken from the same host and the same set of paths."""
-    return snap.host == host and sorted(snap.paths) == sorted(paths)
 
 
 def plan_changes(repo, host: str, paths: list[str], level: str) -> ChangePlan:

@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 
 from ebas.backup.fswrite import TargetDir, apply_metadata, check_component
 from ebas.backup.smallahead import SmallFilesAhead
-from ebas.backup.treeahead import TreeAhead
 from ebas.errors import IntegrityError, RestoreError
 from ebas.repo.locks import reader_lock
 from ebas.repo.tree import DIR, FILE, ID_LEN, SYMLINK, Node
+from ebas.repo.treeahead import TreeAhead
 
 BATCH = 64  # blobs fetched per task
 MAX_PENDING = 4

@@ -156,7 +156,6 @@ class Ingestor:
         """Index one snapshot (no-op if already indexed; then only ``site`` is recorded)."""
         started = time.perf_counter()
         stats = IngestStats(info.snap_id)
-        db = self.db
         collecting = gc.isenabled()
         gc.disable()  # millions of short-lived tuples, no cycles: the cyclic collector would only cost time
         try:

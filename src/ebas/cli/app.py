@@ -123,8 +123,7 @@ def cli(ctx: click.Context, repo, password_file, catalog, json_out, quiet) -> No
 
 
 def _register() -> None:
-    from ebas.cli import (cmd_backup, cmd_catalog, cmd_copy, cmd_keys, cmd_maint, cmd_prune, cmd_restore,
-                          cmd_retention, cmd_snapshots)
+    from ebas.cli import cmd_backup, cmd_catalog, cmd_copy, cmd_keys, cmd_maint, cmd_prune, cmd_restore, cmd_retention, cmd_snapshots
 
     for mod in (cmd_backup, cmd_restore, cmd_snapshots, cmd_keys, cmd_maint, cmd_catalog, cmd_retention, cmd_prune,
                 cmd_copy):

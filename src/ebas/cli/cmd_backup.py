@@ -132,12 +132,12 @@ def backup_cmd(ctx, paths, level, full_every, full_on, tags, host, excludes, exc
 
 
 def _auto_level(env, repo, level, paths, host, full_every, full_on, time_ns, use_stdin, stdin_filename) -> str:
-    """The concrete level for ``--level auto`` (see :func:`ebas.backup.chains.resolve_level`)."""
+    """The concrete level for ``--level auto`` (see :func:`ebas.lifecycle.chains.resolve_level`)."""
     import os
     import socket
 
-    from ebas.backup.chains import parse_weekday, resolve_level
-    from ebas.backup.retention import parse_duration
+    from ebas.lifecycle.chains import parse_weekday, resolve_level
+    from ebas.lifecycle.retention import parse_duration
 
     if level != "auto":
         raise UsageError("--full-every and --full-on go with --level auto")

@@ -7,7 +7,7 @@ from ebas.cli.render import human_size, local_time
 
 def show_chains(env, snaps) -> None:
     """Print the chains of ``snaps`` (JSON: a list of chains)."""
-    from ebas.backup.chains import build_chains
+    from ebas.lifecycle.chains import build_chains
 
     chains = build_chains(snaps)
     blocks = []

@@ -21,7 +21,7 @@ def synthesize_cmd(ctx, snapshot, consolidate, tags):
     It starts a new chain: later differentials and incrementals build on it. After
     --consolidate, run prune to drop the old copies (restores then read the new packs).
     """
-    from ebas.backup.synthetic import synthesize
+    from ebas.lifecycle.synthetic import synthesize
 
     env = get_env(ctx)
     repo = env.open_repo()
@@ -45,9 +45,9 @@ def export_cmd(ctx, snapshot, to_url, to_password_file, new_key):
     """Copy SNAPSHOT into a self-contained new repository at --to (for tape, cold cloud)."""
     import os
 
-    from ebas.backup.export import export_snapshot
     from ebas.cli.cmd_backup import _kdf_params
     from ebas.storage.registry import open_store
+    from ebas.transfer.export import export_snapshot
 
     env = get_env(ctx)
     repo = env.open_repo()

@@ -36,7 +36,7 @@ def repair_group():
 @click.pass_context
 def repair_index_cmd(ctx):
     """Rebuild the index (dedup table) from the pack headers."""
-    from ebas.repo.repair import rebuild_index
+    from ebas.verify.repair import rebuild_index
 
     env = get_env(ctx)
     repo = env.open_repo()
@@ -71,7 +71,7 @@ def object_lock_group():
 @click.pass_context
 def object_lock_extend_cmd(ctx, dry_run):
     """Keep every pack retained as long as the newest snapshot that needs it (run after backups)."""
-    from ebas.backup.objectlock import extend_locks
+    from ebas.lifecycle.objectlock import extend_locks
 
     env = get_env(ctx)
     repo = env.open_repo()

@@ -39,8 +39,8 @@ def restore_cmd(ctx, snapshot, target, includes, no_owner, staging, filter_host,
     From a tape repository, the repository is first recalled into a staging directory,
     reading the cartridges once each, in order; the restore reads that copy.
     """
-    from ebas.backup.recall import needs_recall, staged
     from ebas.backup.restorer import Restorer
+    from ebas.transfer.recall import needs_recall, staged
 
     env = get_env(ctx)
     repo = env.open_repo()

@@ -21,7 +21,7 @@ def parse_when(text: str, now_ns: int) -> int:
     """An ISO date/time (local time unless it has an offset) or a duration from now (``7y``)."""
     from datetime import datetime
 
-    from ebas.backup.retention import parse_duration
+    from ebas.lifecycle.retention import parse_duration
 
     try:
         return now_ns + parse_duration(text.lstrip("+"))
@@ -68,8 +68,8 @@ def prune_options(f):
 
 def run_prune(env, repo, *, max_unused: str, grace: str, max_wait: str, lock_wait: str, dry_run: bool = False):
     """Prune with CLI option strings; returns ``(result, text)``."""
-    from ebas.backup.prune import prune
-    from ebas.backup.retention import parse_duration
+    from ebas.lifecycle.prune import prune
+    from ebas.lifecycle.retention import parse_duration
 
     res = prune(repo, max_unused=parse_percent(max_unused), grace_ns=parse_duration(grace),
                 max_wait=parse_duration(max_wait) / 1e9, lock_wait=parse_duration(lock_wait) / 1e9,
@@ -129,8 +129,8 @@ def forget_cmd(ctx, snapshots, keep_last, keep_hourly, keep_daily, keep_weekly, 
     Legal holds and compliance retention always keep their snapshots; a snapshot dated in
     the future (clock skew) is never removed by a policy.
     """
-    from ebas.backup.forget import forget
-    from ebas.backup.retention import RetentionPolicy, parse_duration
+    from ebas.lifecycle.forget import forget
+    from ebas.lifecycle.retention import RetentionPolicy, parse_duration
 
     env = get_env(ctx)
     policy = RetentionPolicy(keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly, keep_yearly,
@@ -175,7 +175,7 @@ def hold_group():
 @click.pass_context
 def hold_add(ctx, snapshot, reason, until):
     """Put a legal hold (or with --until a compliance retention) on SNAPSHOT."""
-    from ebas.backup.holding import add_hold
+    from ebas.lifecycle.holding import add_hold
 
     env = get_env(ctx)
     repo = env.open_repo()
@@ -194,7 +194,7 @@ def hold_add(ctx, snapshot, reason, until):
 @click.pass_context
 def hold_remove(ctx, snapshot, reason, hold_id):
     """Release the legal hold(s) on SNAPSHOT (compliance retention cannot be released)."""
-    from ebas.backup.holding import release_hold
+    from ebas.lifecycle.holding import release_hold
 
     env = get_env(ctx)
     repo = env.open_repo()
@@ -209,8 +209,8 @@ def hold_remove(ctx, snapshot, reason, hold_id):
 @click.pass_context
 def hold_list(ctx, show_all):
     """List the protections of every snapshot and the repository's minimum retention."""
-    from ebas.backup.holding import list_holds
-    from ebas.backup.retention import format_duration
+    from ebas.lifecycle.holding import list_holds
+    from ebas.lifecycle.retention import format_duration
 
     env = get_env(ctx)
     repo = env.open_repo()
@@ -230,8 +230,8 @@ def hold_list(ctx, show_all):
 @click.pass_context
 def hold_compliance(ctx, min_retention, reason):
     """Show or raise the compliance minimum retention of every snapshot (never lowered)."""
-    from ebas.backup.holding import set_min_retention
-    from ebas.backup.retention import format_duration, parse_duration
+    from ebas.lifecycle.holding import set_min_retention
+    from ebas.lifecycle.retention import format_duration, parse_duration
     from ebas.repo.holds import load_state
 
     env = get_env(ctx)

@@ -10,8 +10,8 @@ See docs/format.md, "Dedup table".
 
 from __future__ import annotations
 
-import threading
 import struct
+import threading
 from bisect import bisect_left
 
 import numpy as np

@@ -148,10 +148,9 @@ class Repository:
     def load_index(self) -> IndexState:
         """Read every index segment. Damaged segments are recorded, not fatal here;
         writers call :meth:`require_healthy_index` before trusting the table."""
+        from ebas.repo import dedupcache
         from ebas.repo.dedup import DedupTable
         from ebas.repo.index import IndexSegment, check_segment_name
-
-        from ebas.repo import dedupcache
 
         names = sorted(info.name for info in self.store.list("index/"))
         cached = dedupcache.load(self.config.repo_id, names)  # docs/format.md, "Dedup table"

@@ -131,3 +131,8 @@ def _describe(host, tags, path) -> str:
     if path:
         parts.append(f"path={path}")
     return f" ({' '.join(parts)})" if parts else ""
+
+
+def same_source(snap: Snapshot, host: str, paths: list[str]) -> bool:
+    """True if ``snap`` was taken from the same host and the same set of paths."""
+    return snap.host == host and sorted(snap.paths) == sorted(paths)

@@ -27,8 +27,8 @@ NUL bytes (``check_name``).
 from __future__ import annotations
 
 import abc
-from datetime import datetime
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Iterable, Iterator
 
 from ebas.errors import UsageError

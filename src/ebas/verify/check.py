@@ -36,8 +36,6 @@ from ebas.repo.locks import reader_lock
 from ebas.repo.pack import ENTRY, HEAD, TRAILER, pack_id_from_name, pack_name, read_pack_header
 from ebas.repo.repository import read_runs
 from ebas.repo.tree import DIR, FILE, ID_LEN, decode_tree
-
-AHEAD_BYTES = 64 << 20  # stored tree bytes read ahead of the walk
 from ebas.verify.packdata import index_entries, verify_pack_bytes
 from ebas.verify.problems import (
     HINT_LOST,
@@ -56,6 +54,8 @@ __all__ = ["CheckReport", "Problem", "WARNING_KINDS", "check_repository"]
 Progress = Callable[[str, int, int], None]
 """``progress(phase, done, total)``; phases: ``index``, ``packs``, ``read``, ``snapshots``."""
 DAMAGE = (IntegrityError, ObjectNotFound, InvalidRange)
+
+AHEAD_BYTES = 64 << 20  # stored tree bytes read ahead of the walk
 
 
 def check_repository(repo, *, read_data: bool = False, progress: Progress | None = None) -> CheckReport:

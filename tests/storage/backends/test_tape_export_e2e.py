@@ -125,7 +125,7 @@ def test_restore_names_a_cartridge_missing_from_the_library(exported, tmp_path):
 
 def test_api_restore_recalls_in_tape_order_and_local_repositories_are_read_in_place(exported, tmp_path, state):
     from ebas import api
-    from ebas.backup.recall import staged
+    from ebas.transfer.recall import staged
 
     cli, src, lib, _ = exported
     password = cli.env["EBAS_PASSWORD"]

@@ -20,8 +20,7 @@ from tape_fakes import install
 from ebas.errors import IntegrityError, PermissionDenied, StoreError, UsageError
 from ebas.runtime import FakeClock
 from ebas.storage.backends.file import FileStore
-from ebas.storage.backends.tape import TapeStore, VolumeMissing, read_mount_log, recall
-from ebas.storage.backends.tape import stdrive
+from ebas.storage.backends.tape import TapeStore, VolumeMissing, read_mount_log, recall, stdrive
 from ebas.storage.backends.tape.mtparse import ParseError, parse_mt_status, parse_mtx_status, parse_tell
 from ebas.storage.backends.tape.records import HEADER, RECORD_MAGIC, parse_label
 from ebas.storage.backends.tape.tools import TapeCommandFailed, TapeToolMissing

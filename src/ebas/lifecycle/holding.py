@@ -4,7 +4,7 @@ The records themselves are defined in :mod:`ebas.repo.holds`; this module adds t
 the rules an auditor expects: a legal hold can be released (with a reason, and the
 release is itself a record), a compliance retention can only be extended, and the
 repository's minimum retention can only be raised. :func:`protections` turns the records
-into the :class:`~ebas.backup.retention.Protection` list that forget obeys.
+into the :class:`~ebas.lifecycle.retention.Protection` list that forget obeys.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import os
 import socket
 from dataclasses import dataclass
 
-from ebas.backup.retention import Protection, format_duration
 from ebas.errors import SnapshotProtected, UsageError
+from ebas.lifecycle.retention import Protection, format_duration
 from ebas.repo.holds import HoldRecord, HoldState, load_state, save_record
 from ebas.repo.snapshots import Snapshot
 

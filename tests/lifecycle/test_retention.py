@@ -6,7 +6,8 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from ebas.backup.retention import (
+from ebas.errors import UsageError
+from ebas.lifecycle.retention import (
     NS,
     Protection,
     RetentionPolicy,
@@ -14,7 +15,6 @@ from ebas.backup.retention import (
     format_duration,
     parse_duration,
 )
-from ebas.errors import UsageError
 from ebas.repo.snapshots import Snapshot
 
 UTC = timezone.utc

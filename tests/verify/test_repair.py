@@ -14,15 +14,15 @@ from ebas.chunking.params import ChunkerParams
 from ebas.crypto.ids import pack_id
 from ebas.crypto.kdf import KdfParams
 from ebas.errors import IntegrityError, LockError, TransientStoreError
-from ebas.repo import repair
 from ebas.repo.index import IndexSegment
 from ebas.repo.pack import TRAILER, pack_name
-from ebas.repo.repair import rebuild_index
 from ebas.repo.repository import Repository
 from ebas.runtime import SYSTEM_ENTROPY
 from ebas.storage.backends.memory import MemoryStore
 from ebas.storage.wrappers.faulty import FaultyStore
+from ebas.verify import repair
 from ebas.verify.check import check_repository
+from ebas.verify.repair import rebuild_index
 
 _names = itertools.count()
 

@@ -5,7 +5,7 @@ Protocol (docs/format.md, "Prune"), each step safe to interrupt with SIGKILL:
 1. Take the *prune lock*: a shared lock (backups keep running) that refuses if another
    live prune lock or an exclusive lock exists.
 2. Finish the records ``prune/<id>`` that an earlier, interrupted prune left (step 7).
-3. Plan (:mod:`ebas.backup.pruneplan`): mark every blob reachable from the snapshots,
+3. Plan (:mod:`ebas.lifecycle.pruneplan`): mark every blob reachable from the snapshots,
    classify every pack. Nothing is written.
 4. Repack: copy the live blobs of mostly-unused packs into new packs through a write
    session (packs, then their index segment). The old packs are still indexed.
@@ -37,7 +37,8 @@ from typing import Callable
 
 import numpy as np
 
-from ebas.backup.pruneplan import (
+from ebas.errors import IntegrityError, LockError, ObjectNotFound, PermissionDenied, UsageError
+from ebas.lifecycle.pruneplan import (
     DAMAGE,
     IndexView,
     PackInfo,
@@ -49,8 +50,7 @@ from ebas.backup.pruneplan import (
     load_index_view,
     make_plan,
 )
-from ebas.backup.reachability import collect_references, split_ids
-from ebas.errors import IntegrityError, LockError, ObjectNotFound, PermissionDenied, UsageError
+from ebas.lifecycle.reachability import collect_references, split_ids
 from ebas.repo import prunestate
 from ebas.repo.index import ENTRY_DTYPE, IndexSegment, check_segment_name, segment_name
 from ebas.repo.pack import pack_name

@@ -8,15 +8,15 @@ import threading
 import time
 
 import pytest
-from prune_kit import DAY, T0, backup_day, generation, names, naive_recount, pack_bytes, quick_snapshot, read_all
+from prune_kit import DAY, T0, backup_day, generation, naive_recount, names, pack_bytes, quick_snapshot, read_all
 
 from ebas import api
 from ebas.backup.browse import list_path
-from ebas.backup.prune import acquire_prune_lock
-from ebas.backup.pruneplan import make_plan
-from ebas.backup.reachability import collect_references, split_ids
-from ebas.backup.retention import RetentionPolicy
 from ebas.errors import IndexDamaged, IntegrityError, LockError
+from ebas.lifecycle.prune import acquire_prune_lock
+from ebas.lifecycle.pruneplan import make_plan
+from ebas.lifecycle.reachability import collect_references, split_ids
+from ebas.lifecycle.retention import RetentionPolicy
 from ebas.repo import prunestate
 from ebas.repo.pack import KIND_DATA, KIND_TREE, pack_name
 from ebas.repo.snapshots import Snapshot

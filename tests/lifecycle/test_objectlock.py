@@ -10,9 +10,9 @@ import pytest
 from prune_kit import DAY, T0, quick_snapshot
 
 from ebas import api
-from ebas.backup.objectlock import extend_locks
-from ebas.backup.pruneplan import make_plan
 from ebas.errors import IntegrityError, UsageError
+from ebas.lifecycle.objectlock import extend_locks
+from ebas.lifecycle.pruneplan import make_plan
 from ebas.repo.pack import pack_name
 from ebas.runtime import FakeClock
 from ebas.storage.backends.memory import MemoryStore

@@ -3,7 +3,7 @@
 :func:`make_plan` never writes. It reads every index segment (refusing a damaged one:
 deleting by a partial index could delete data that a lost segment located), lists the
 packs, reads the headers of packs that no index names, walks every snapshot's trees
-(:mod:`ebas.backup.reachability`) and sorts each pack into one of:
+(:mod:`ebas.lifecycle.reachability`) and sorts each pack into one of:
 
 * **keep**: live, with an unused share at most ``max_unused``, or above it while the
   repository as a whole is within budget;
@@ -32,13 +32,13 @@ from typing import Callable
 
 import numpy as np
 
-from ebas.backup.reachability import KeySet, References, collect_references, split_ids
-from ebas.backup.treeahead import TreeAhead
 from ebas.errors import EbasError, IndexDamaged, IntegrityError, InvalidRange, ObjectNotFound
+from ebas.lifecycle.reachability import KeySet, References, collect_references, split_ids
 from ebas.repo.dedup import DedupTable
 from ebas.repo.index import ENTRY_DTYPE, IndexSegment, check_segment_name
 from ebas.repo.pack import PackEntry, pack_id_from_name, pack_name, read_pack_header
 from ebas.repo.prunestate import condemned_packs
+from ebas.repo.treeahead import TreeAhead
 
 DAMAGE = (IntegrityError, ObjectNotFound, InvalidRange)
 HEADER_BYTES_PER_BLOB = 46

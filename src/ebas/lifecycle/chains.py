@@ -11,9 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timezone, tzinfo
 
-from ebas.backup.changes import same_source
 from ebas.errors import UsageError
-from ebas.repo.snapshots import Snapshot
+from ebas.repo.snapshots import Snapshot, same_source
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 

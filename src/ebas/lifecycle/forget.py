@@ -9,7 +9,7 @@ until ``prune``. Safety rules:
 * A policy that would remove *every* snapshot of a group (no keep rule at all, or a
   host whose backups stopped longer ago than ``--keep-within``) is refused unless
   ``allow_empty``.
-* Snapshots dated in the future are kept (see :mod:`ebas.backup.retention`).
+* Snapshots dated in the future are kept (see :mod:`ebas.lifecycle.retention`).
 * Protections are read again right before deleting, so a hold added while forget was
   deciding is still obeyed.
 """
@@ -19,9 +19,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import timezone, tzinfo
 
-from ebas.backup.holding import protections
-from ebas.backup.retention import Decision, GroupDecision, Protection, RetentionPolicy, apply_policy
 from ebas.errors import IntegrityError, SnapshotProtected, UsageError
+from ebas.lifecycle.holding import protections
+from ebas.lifecycle.retention import Decision, GroupDecision, Protection, RetentionPolicy, apply_policy
 from ebas.repo.holds import delete_record, load_state
 from ebas.repo.snapshots import filter_snapshots
 

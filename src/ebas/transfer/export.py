@@ -9,7 +9,7 @@ repository. With ``new_key`` the export gets a fresh ``enc_key`` (the ``id_key``
 kept, so blob ids and dedup still match) and every blob is re-sealed under it.
 
 Only the blobs the snapshot needs are copied, each once, verified first, in restore
-order (see :mod:`ebas.backup.synthetic`), then the index, then the snapshot: the same
+order (see :mod:`ebas.lifecycle.synthetic`), then the index, then the snapshot: the same
 write order as a backup, so an interrupted export is resumed by running it again
 against the same destination (blobs already there are not copied again).
 """
@@ -21,9 +21,9 @@ import os
 import socket
 from dataclasses import dataclass
 
-from ebas.backup.synthetic import read_verified, restore_order
 from ebas.errors import RepositoryExists, UsageError
 from ebas.repo import keys as keyfiles
+from ebas.repo.blobcopy import read_verified, restore_order
 from ebas.repo.config import CONFIG_NAME, RepoConfig
 from ebas.repo.repository import Repository
 from ebas.repo.snapshots import Snapshot

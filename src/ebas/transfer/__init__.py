@@ -1,0 +1,2 @@
+"""Moving repository data between stores: export of snapshots into self-contained
+repositories and recall from sequential stores (tape)."""
