@@ -1,16 +1,233 @@
-"""Progress and counter protocols, with a null implementation."""
+"""The one progress protocol of ebas, a tracker that computes rate and ETA, and a null
+implementation.
+
+Long jobs (backup, restore, check, prune, catalog sync, export, transfer, verification)
+report through :class:`Progress`: they ``start`` a phase with the totals they know,
+``add_total`` as a scan discovers more, ``advance`` as items and bytes are done, report
+``error`` for things that failed without stopping the job, and ``finish``. Front ends
+never compute figures themselves: :class:`Tracker` turns the events into a
+:class:`Status` (done and total, rate, ETA) using an injected clock, and calls its
+listeners at most once per ``interval`` seconds (and always at a phase change and at
+the end). The CLI renders those statuses as a progress bar (rich) or JSON status lines.
+"""
 
 from __future__ import annotations
 
+import threading
+from dataclasses import asdict, dataclass, field
+from typing import Callable
+
+from ebas.runtime import SYSTEM_CLOCK
+
 
 class Progress:
-    """Receives progress events; every method is optional to override."""
+    """Receives progress events. Every method is a no-op here; jobs call them freely.
+
+    Implementations must be thread-safe: jobs call them from worker threads."""
+
+    def start(self, phase: str, *, items_total: int | None = None, bytes_total: int | None = None) -> None:
+        """A new phase begins (``"scan"``, ``"backup"``, ``"restore"``, ``"check"`` ...);
+        counters restart at zero. Totals are ``None`` when not known (yet)."""
+
+    def add_total(self, *, items: int = 0, bytes: int = 0) -> None:  # noqa: A002 - the protocol's word
+        """Raise the current phase's totals (a scan found more to do)."""
+
+    def advance(self, *, items: int = 0, bytes: int = 0, current: str | None = None) -> None:  # noqa: A002
+        """``items`` and ``bytes`` more are done; ``current`` names what is being worked on."""
 
     def error(self, message: str) -> None:
-        """A file or directory could not be backed up."""
+        """Something failed without stopping the job (a file could not be read)."""
 
+    def finish(self) -> None:
+        """The job is over (successfully or not); a front end draws its last status."""
+
+    # The older file-level event, kept as a shorthand of ``advance``.
     def file_done(self, path: str, size: int) -> None:
-        """A file was processed."""
+        """A file was processed: one item and ``size`` bytes done."""
+        self.advance(items=1, bytes=size, current=path)
 
 
 NULL_PROGRESS = Progress()
+
+
+@dataclass(frozen=True)
+class Status:
+    """Where a job stands: the figures every front end shows. Rates are bytes (and
+    items) per second over the last few seconds; ``eta_s`` is None while unknown."""
+
+    phase: str
+    items_done: int
+    items_total: int | None
+    bytes_done: int
+    bytes_total: int | None
+    elapsed_s: float
+    rate_bps: float
+    items_per_s: float
+    eta_s: float | None
+    current: str | None
+    errors: int
+    finished: bool = False
+
+    @property
+    def fraction(self) -> float | None:
+        """Share done in [0, 1], by bytes when their total is known, else by items."""
+        if self.bytes_total:
+            return min(1.0, self.bytes_done / self.bytes_total)
+        if self.items_total:
+            return min(1.0, self.items_done / self.items_total)
+        return None
+
+    def to_json(self) -> dict:
+        """The status as a JSON object (``type: "status"``), as ``--json`` prints it."""
+        d = asdict(self)
+        d["type"] = "status"
+        d["percent_done"] = None if self.fraction is None else round(self.fraction * 100, 2)
+        return d
+
+
+@dataclass
+class _Window:
+    """Samples of (time, bytes, items) over the last ``span`` seconds, for rates."""
+
+    span: float = 5.0
+    samples: list[tuple[float, int, int]] = field(default_factory=list)
+
+    def add(self, t: float, b: int, i: int) -> None:
+        self.samples.append((t, b, i))
+        while len(self.samples) > 2 and t - self.samples[1][0] >= self.span:
+            self.samples.pop(0)
+
+    def rates(self) -> tuple[float, float]:
+        if len(self.samples) < 2:
+            return 0.0, 0.0
+        (t0, b0, i0), (t1, b1, i1) = self.samples[0], self.samples[-1]
+        dt = t1 - t0
+        if dt <= 0:
+            return 0.0, 0.0
+        return (b1 - b0) / dt, (i1 - i0) / dt
+
+
+class Tracker(Progress):
+    """A :class:`Progress` that keeps the figures and computes rate and ETA in one place.
+
+    ``clock`` gives ``monotonic()`` (inject a fake one in tests); ``listeners`` are
+    called with a :class:`Status` at most every ``interval`` seconds while work advances,
+    and always on ``start`` and ``finish``. ``status()`` can be polled at any time."""
+
+    def __init__(self, *, clock=SYSTEM_CLOCK, interval: float = 0.25,
+                 listeners: list[Callable[[Status], None]] | None = None, window_s: float = 5.0) -> None:
+        self._clock = clock
+        self._interval = interval
+        self._listeners = list(listeners or [])
+        self._lock = threading.Lock()
+        self._window_s = window_s
+        self._t0 = clock.monotonic()
+        self._reset("starting", None, None)
+        self.errors: list[str] = []
+        self._finished = False
+        self._last_emit = float("-inf")
+
+    def _reset(self, phase: str, items_total: int | None, bytes_total: int | None) -> None:
+        self._phase = phase
+        self._items_done = 0
+        self._bytes_done = 0
+        self._items_total = items_total
+        self._bytes_total = bytes_total
+        self._current: str | None = None
+        self._phase_t0 = self._clock.monotonic()
+        self._window = _Window(self._window_s)
+        self._window.add(self._phase_t0, 0, 0)
+
+    def add_listener(self, listener: Callable[[Status], None]) -> None:
+        """Call ``listener`` with every status emitted from now on."""
+        with self._lock:
+            self._listeners.append(listener)
+
+    # ------------------------------------------------------------------ events
+    def start(self, phase: str, *, items_total: int | None = None, bytes_total: int | None = None) -> None:
+        with self._lock:
+            self._reset(phase, items_total, bytes_total)
+        self._emit(force=True)
+
+    def add_total(self, *, items: int = 0, bytes: int = 0) -> None:  # noqa: A002
+        with self._lock:
+            if items:
+                self._items_total = (self._items_total or 0) + items
+            if bytes:
+                self._bytes_total = (self._bytes_total or 0) + bytes
+
+    def advance(self, *, items: int = 0, bytes: int = 0, current: str | None = None) -> None:  # noqa: A002
+        with self._lock:
+            self._items_done += items
+            self._bytes_done += bytes
+            if current is not None:
+                self._current = current
+            self._window.add(self._clock.monotonic(), self._bytes_done, self._items_done)
+        self._emit()
+
+    def error(self, message: str) -> None:
+        with self._lock:
+            self.errors.append(message)
+        self._emit()
+
+    def finish(self) -> None:
+        with self._lock:
+            self._finished = True
+        self._emit(force=True)
+
+    # ------------------------------------------------------------------ figures
+    def status(self) -> Status:
+        """The figures now."""
+        with self._lock:
+            now = self._clock.monotonic()
+            rate, irate = self._window.rates()
+            elapsed = now - self._phase_t0
+            if rate <= 0 and elapsed > 0:
+                rate, irate = self._bytes_done / elapsed, self._items_done / elapsed
+            eta = None
+            if self._bytes_total is not None and rate > 0:
+                eta = max(0.0, (self._bytes_total - self._bytes_done) / rate)
+            elif self._items_total is not None and irate > 0:
+                eta = max(0.0, (self._items_total - self._items_done) / irate)
+            return Status(self._phase, self._items_done, self._items_total, self._bytes_done, self._bytes_total,
+                          round(elapsed, 6), rate, irate, eta, self._current, len(self.errors), self._finished)
+
+    def _emit(self, force: bool = False) -> None:
+        if not self._listeners:
+            return
+        now = self._clock.monotonic()
+        with self._lock:
+            if not force and now - self._last_emit < self._interval:
+                return
+            self._last_emit = now
+            listeners = list(self._listeners)
+        st = self.status()
+        for listener in listeners:
+            listener(st)
+
+
+class Fanout(Progress):
+    """Passes every event to several :class:`Progress` receivers (a tracker and a log)."""
+
+    def __init__(self, *targets: Progress) -> None:
+        self.targets = [t for t in targets if t is not None]
+
+    def start(self, phase: str, *, items_total: int | None = None, bytes_total: int | None = None) -> None:
+        for t in self.targets:
+            t.start(phase, items_total=items_total, bytes_total=bytes_total)
+
+    def add_total(self, *, items: int = 0, bytes: int = 0) -> None:  # noqa: A002
+        for t in self.targets:
+            t.add_total(items=items, bytes=bytes)
+
+    def advance(self, *, items: int = 0, bytes: int = 0, current: str | None = None) -> None:  # noqa: A002
+        for t in self.targets:
+            t.advance(items=items, bytes=bytes, current=current)
+
+    def error(self, message: str) -> None:
+        for t in self.targets:
+            t.error(message)
+
+    def finish(self) -> None:
+        for t in self.targets:
+            t.finish()
