@@ -5,5 +5,6 @@ Anything that waits takes a ``Clock`` and anything random takes an ``Entropy`` f
 """
 
 from ebas.flow.backoff import Backoff
+from ebas.flow.tokenbucket import TokenBucket
 
-__all__ = ["Backoff"]
+__all__ = ["Backoff", "TokenBucket"]
