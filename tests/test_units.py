@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from datetime import datetime, timedelta, timezone
+from fractions import Fraction
 
 import pytest
 from hypothesis import given
@@ -68,6 +69,16 @@ def test_size_round_trip(n):
     assert parse_size(format_size(n)) == n
 
 
+@given(st.integers(min_value=0, max_value=10**6), st.sampled_from(["", "B", "K", "KiB", "M", "MiB", "G", "GiB", "T",
+                                                                  "TiB", "KB", "MB", "GB", "TB"]),
+       st.booleans(), st.booleans())
+def test_any_spelling_of_a_size_means_the_same(number, unit, lower, space):
+    factor = {"": 1, "b": 1, "k": KiB, "kib": KiB, "m": MiB, "mib": MiB, "g": GiB, "gib": GiB, "t": TiB,
+              "tib": TiB, "kb": 10**3, "mb": 10**6, "gb": 10**9, "tb": 10**12}[unit.lower()]
+    text = f"{number}{' ' if space else ''}{unit.lower() if lower else unit}"
+    assert parse_size(text) == number * factor
+
+
 def test_format_size_picks_the_largest_exact_unit():
     assert [format_size(n) for n in (0, 1, 4097, 64 * KiB, 1536 * KiB, GiB, 10**9, 400 * GiB)] == \
         ["0B", "1B", "4097B", "64KiB", "1536KiB", "1GiB", "1GB", "400GiB"]
@@ -101,6 +112,22 @@ def test_a_duration_needs_a_unit_and_a_sign_it_cannot_have():
     refused(parse_duration, "", "empty")
     refused(parse_duration, "1h30", "cannot read")
     refused(parse_duration, "d", "cannot read")
+
+
+UNIT_SECONDS = {"ms": Fraction(1, 1000), "s": 1, "min": 60, "h": 3600, "d": DAY, "w": 7 * DAY, "mo": 30 * DAY, "y": 365 * DAY}
+
+
+@given(st.lists(st.tuples(st.integers(min_value=0, max_value=10**4), st.sampled_from(sorted(UNIT_SECONDS))),
+                min_size=1, max_size=5), st.booleans())
+def test_a_sum_of_terms_is_the_sum_of_their_durations(terms, spaced):
+    text = (" " if spaced else "").join(f"{n}{u}" for n, u in terms)
+    assert parse_duration(text) == float(sum(n * UNIT_SECONDS[u] for n, u in terms))  # exact, then rounded once
+
+
+@given(st.integers(min_value=1, max_value=10**6))
+def test_a_bare_m_is_refused_for_any_number(n):
+    with pytest.raises(UsageError, match=f"write {n}min for minutes or {n}mo for months"):
+        parse_duration(f"{n}m")
 
 
 @given(st.integers(min_value=0, max_value=10**12))
