@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
         forget_s = time.perf_counter() - t0
         reclaim = api.repository_stats(repo, reclaimable=True)
         t0 = time.perf_counter()
-        pruned = api.prune(repo, grace_ns=0, max_wait=0)
+        pruned = api.prune(repo, grace=0, max_wait=0)
         prune_s = time.perf_counter() - t0
         after = pack_bytes(repo)
         fresh = api.open_repository(str(tmp / "repo"), "bench")

@@ -142,7 +142,7 @@ def measure_plan(path: Path) -> dict:
     base = rss_mib()
     repo = Repository.open(FileStore(path, fsync=False), PW)
     t0 = time.perf_counter()
-    plan = make_plan(repo, grace_ns=0)
+    plan = make_plan(repo, grace=0)
     dt = time.perf_counter() - t0
     s = plan.summary()
     return {"plan_s": round(dt, 2), "entries": int(len(plan.view.entries)), "packs_in_index": len(plan.view.packs),

@@ -22,7 +22,7 @@ from ebas.lifecycle.forget import forget as _forget
 from ebas.lifecycle.holding import add_hold, list_holds, release_hold, set_min_retention
 from ebas.lifecycle.prune import PruneResult
 from ebas.lifecycle.prune import prune as _prune
-from ebas.lifecycle.retention import RetentionPolicy, parse_duration
+from ebas.lifecycle.retention import RetentionPolicy
 from ebas.repo.config import DEFAULT_PACK_SIZE
 from ebas.repo.repository import Repository
 from ebas.repo.snapshots import Snapshot
@@ -30,6 +30,7 @@ from ebas.runtime import SYSTEM_CLOCK, SYSTEM_ENTROPY, Clock, Entropy
 from ebas.storage.registry import open_store
 from ebas.storage.stack import build_stack
 from ebas.transfer.recall import staged
+from ebas.units import parse_duration
 
 __all__ = [
     "BackupOptions", "BackupResult", "Change", "ChunkerParams", "ForgetResult", "KdfParams", "PruneResult",
@@ -91,7 +92,7 @@ def forget(repo: Repository, policy: RetentionPolicy | None = None, **options) -
 
 def prune(repo: Repository, **options) -> PruneResult:
     """Delete unreferenced data and repack mostly-unused packs (see :func:`ebas.lifecycle.prune.prune`:
-    max_unused, grace_ns, max_wait, dry_run, ...)."""
+    max_unused, grace, max_wait, dry_run, ...; durations in seconds)."""
     return _prune(repo, **options)
 
 

@@ -56,13 +56,13 @@ def test_chains_group_fulls_with_their_followers(chain):
 
 def test_level_auto_rule(repo):
     paths = ["/d"]
-    assert resolve_level([], "h", paths, now_ns=T0, full_every_ns=7 * DAY)[0] == "full"
+    assert resolve_level([], "h", paths, now_ns=T0, full_every=7 * 86400)[0] == "full"
     full = quick_snapshot(repo, T0)
     full.level = "full"
     snaps = [full]
-    assert resolve_level(snaps, "h", paths, now_ns=T0 + 6 * DAY, full_every_ns=7 * DAY)[0] == "incremental"
-    assert resolve_level(snaps, "h", paths, now_ns=T0 + 7 * DAY, full_every_ns=7 * DAY)[0] == "full"
-    assert resolve_level(snaps, "other", paths, now_ns=T0 + DAY, full_every_ns=7 * DAY)[0] == "full"
+    assert resolve_level(snaps, "h", paths, now_ns=T0 + 6 * DAY, full_every=7 * 86400)[0] == "incremental"
+    assert resolve_level(snaps, "h", paths, now_ns=T0 + 7 * DAY, full_every=7 * 86400)[0] == "full"
+    assert resolve_level(snaps, "other", paths, now_ns=T0 + DAY, full_every=7 * 86400)[0] == "full"
     # T0 is a Tuesday (2023-11-14): the next Sunday is day 5
     sunday = parse_weekday("Sunday")
     assert resolve_level(snaps, "h", paths, now_ns=T0 + 5 * DAY, full_on=sunday)[0] == "full"
@@ -90,7 +90,7 @@ def test_consolidation_lays_out_packs_in_restore_order_and_frees_the_old_chain(c
     blobs = list(restore_order(repo, bytes.fromhex(snaps[4].tree)))
     assert res.blobs_copied == len(blobs) and res.packs_written >= 2
     api.forget(repo, RetentionPolicy(last=1))  # the old chain expires; only the synthetic full stays
-    out = api.prune(repo, grace_ns=0, max_wait=0)
+    out = api.prune(repo, grace=0, max_wait=0)
     assert out.packs_deleted > 0
     fresh = Repository.open(repo.store, PW)
     assert check_repository(fresh).ok

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from datetime import datetime
 
 import pytest
 from hypothesis import given, settings
@@ -22,7 +21,7 @@ from ebas.catalog.patterns import (
     trigrams,
 )
 from ebas.catalog.schema import Entry, entry_from_node, norm_path, text_name
-from ebas.catalog.specs import parse_mode_filter, parse_size, parse_size_filter, parse_time
+from ebas.catalog.specs import parse_mode_filter, parse_size_filter
 from ebas.errors import UsageError
 from ebas.repo.tree import Node
 
@@ -77,10 +76,7 @@ def test_dangerous_regexes_are_refused(regex, why):
     assert why in err.value.message
 
 
-def test_sizes():
-    assert parse_size("100M") == 100 << 20
-    assert parse_size("1.5k") == 1536
-    assert parse_size("2GiB") == 2 << 30
+def test_size_filters():  # the numbers are ebas.units sizes (tests/test_units.py)
     assert parse_size_filter(">100M") == ((100 << 20) + 1, None)
     assert parse_size_filter(">=1k") == (1024, None)
     assert parse_size_filter("<4k") == (None, 4095)
@@ -90,22 +86,11 @@ def test_sizes():
     assert parse_size_filter("1k..2k") == (1024, 2048)
     assert parse_size_filter("..2k") == (None, 2048)
     assert parse_size_filter("512") == (512, 512)
-    with pytest.raises(UsageError):
-        parse_size("lots")
-
-
-def test_times():
-    now = 1_700_000_000 * 10**9
-    assert parse_time("now", now) == now
-    assert parse_time("7d", now) == now - 7 * 86400 * 10**9
-    assert parse_time("12h ago", now) == now - 12 * 3600 * 10**9
-    assert parse_time("@1700000000") == now
-    assert parse_time("2023-11-14T22:13:20+00:00") == now
-    assert parse_time("2023-11-14T22:13:20Z") == now
-    local = datetime(2024, 3, 1).astimezone()
-    assert parse_time("2024-03-01") == int(local.timestamp()) * 10**9
-    with pytest.raises(UsageError):
-        parse_time("last spring")
+    assert parse_size_filter(">10MB") == (10**7 + 1, None)  # decimal units are 1000-based
+    assert parse_size_filter("1.5GiB..") == (3 << 29, None)
+    for bad in ("lots", ">-5M", "5XB", "1k..2q"):
+        with pytest.raises(UsageError):
+            parse_size_filter(bad)
 
 
 def test_modes():

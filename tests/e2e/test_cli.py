@@ -61,7 +61,7 @@ def populated(tmp_path_factory, make_cli, state):
     src = base / "src"
     make_tree(src)
     cli = make_cli(base / "repo")
-    init = js(cli.ok("init", "--pack-size", "1", "--json"))
+    init = js(cli.ok("init", "--pack-size", "1MiB", "--json"))
     assert init["pack_size"] == 1 << 20 and len(init["id"]) == 32
     b1 = js(cli.ok("backup", str(src), "--tag", "daily", "--json"))
     state1 = state(src)
@@ -366,7 +366,7 @@ def test_two_concurrent_backups(cli, tmp_path, state, under):
     for i, d in enumerate((x1, x2)):
         d.mkdir()
         (d / "own.bin").write_bytes(rand(6 << 20, 10 + i))
-    cli.ok("init", "--pack-size", "2")
+    cli.ok("init", "--pack-size", "2MiB")
     cli.ok("backup", str(shared))
     before = pack_bytes(cli.repo)
     procs = [cli.popen("backup", str(shared), str(d), "--json") for d in (x1, x2)]
@@ -398,7 +398,7 @@ def test_sigkill_during_backup_then_check_and_resume(cli, tmp_path):
     for i in range(n_files):
         (src / f"f{i:02d}.bin").write_bytes(os.urandom(size))
     total = n_files * size
-    cli.ok("init", "--pack-size", "1")
+    cli.ok("init", "--pack-size", "1MiB")
     data = Path(cli.repo) / "data"
 
     def packs() -> int:

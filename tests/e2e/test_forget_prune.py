@@ -28,7 +28,7 @@ phase, at = sys.argv[2], int(sys.argv[3])
 def hook(p, done, total):
     if p == phase and done == at:
         os.kill(os.getpid(), signal.SIGKILL)
-api.prune(repo, grace_ns=0, max_wait=0, max_unused=0.05, progress=hook)
+api.prune(repo, grace=0, max_wait=0, max_unused=0.05, progress=hook)
 print("finished without reaching", phase)
 """
 
@@ -54,7 +54,7 @@ def week(tmp_path_factory, make_cli):
     base = tmp_path_factory.mktemp("week")
     src = base / "src"
     cli = make_cli(base / "repo")
-    cli.ok("init", "--pack-size", "1")
+    cli.ok("init", "--pack-size", "1MiB")
     for day in range(7):
         day_tree(src, day)
         cli.ok("backup", str(src), "--time", f"2024-03-0{day + 1}T02:00:00")
@@ -226,7 +226,7 @@ def test_prune_with_max_wait_leaves_the_rest_to_the_next_run(copy):
 
 @pytest.mark.slow
 def test_backups_in_other_processes_while_prunes_run(cli, tmp_path):
-    cli.ok("init", "--pack-size", "1")
+    cli.ok("init", "--pack-size", "1MiB")
     srcs = []
     for k in range(3):
         d = tmp_path / f"src{k}"
@@ -266,7 +266,7 @@ def test_backups_in_other_processes_while_prunes_run(cli, tmp_path):
 # --------------------------------------------------- chains, synthesize, export
 def test_level_auto_chains_synthesize_and_export(cli, tmp_path):
     src = tmp_path / "src"
-    cli.ok("init", "--pack-size", "1")
+    cli.ok("init", "--pack-size", "1MiB")
     for day in range(1, 10):
         day_tree(src, day)
         res = cli.ok("backup", str(src), "--level", "auto", "--full-every", "7d", "--time",

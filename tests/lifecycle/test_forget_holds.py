@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
+
 import pytest
 from prune_kit import DAY, T0, names, quick_snapshot
 
@@ -9,9 +11,10 @@ from ebas import api
 from ebas.errors import IntegrityError, SnapshotProtected, UsageError
 from ebas.lifecycle import forget as forget_mod
 from ebas.lifecycle.holding import add_hold, list_holds, release_hold, set_min_retention
-from ebas.lifecycle.retention import RetentionPolicy, parse_duration
+from ebas.lifecycle.retention import RetentionPolicy
 from ebas.repo.holds import PREFIX, load_state
 from ebas.runtime import FakeClock
+from ebas.units import parse_duration
 from ebas.verify.check import check_repository
 
 NOW = T0 + 30 * DAY
@@ -29,6 +32,11 @@ def repo(repos, clock):
 
 def ten_days(repo, host="h", paths=("/d",)):
     return [quick_snapshot(repo, NOW - (10 - i) * DAY, host=host, paths=paths) for i in range(10)]
+
+
+def when(ns: int) -> datetime:
+    """An aware datetime for a ns timestamp (add_hold takes a datetime)."""
+    return datetime.fromtimestamp(ns // 10**9, timezone.utc)
 
 
 def ids(repo) -> set[str]:
@@ -64,8 +72,8 @@ def test_a_stopped_host_is_not_wiped_by_keep_within(repo):
         quick_snapshot(repo, NOW - (40 + i) * DAY, host="old")
     quick_snapshot(repo, NOW - DAY, host="new")
     with pytest.raises(UsageError, match="host=old"):
-        api.forget(repo, RetentionPolicy(within_ns=parse_duration("30d")))
-    res = api.forget(repo, RetentionPolicy(within_ns=parse_duration("30d")), allow_empty=True)
+        api.forget(repo, RetentionPolicy(within=parse_duration("30d")))
+    res = api.forget(repo, RetentionPolicy(within=parse_duration("30d")), allow_empty=True)
     assert len(res.removed) == 5 and len(ids(repo)) == 1
     res = api.forget(repo, allow_empty=True)
     assert len(res.removed) == 1 and ids(repo) == set()
@@ -101,15 +109,15 @@ def test_a_hold_keeps_a_snapshot_the_policy_drops(repo):
 def test_compliance_retention_cannot_be_released_or_shortened(repo, clock):
     snaps = ten_days(repo)
     until = NOW + 5 * DAY
-    add_hold(repo, snaps[0].id, "SEC 17a-4", until_ns=until)
+    add_hold(repo, snaps[0].id, "SEC 17a-4", until=when(until))
     with pytest.raises(SnapshotProtected, match="compliance retention 'SEC 17a-4' until 2023-12-19"):
         api.forget(repo, snapshot_ids=[snaps[0].id])
     with pytest.raises(SnapshotProtected, match="has no legal hold to release; it is protected by compliance"):
         release_hold(repo, snaps[0].id, "please")
-    add_hold(repo, snaps[0].id, "shorter", until_ns=NOW + DAY)  # an earlier date changes nothing
+    add_hold(repo, snaps[0].id, "shorter", until=when(NOW + DAY))  # an earlier date changes nothing
     assert load_state(repo).retain_until[snaps[0].id][0] == until
     with pytest.raises(UsageError, match="future"):
-        add_hold(repo, snaps[0].id, "past", until_ns=NOW - 1)
+        add_hold(repo, snaps[0].id, "past", until=when(NOW - 1000))
     api.forget(repo, RetentionPolicy(last=1))
     assert snaps[0].id in ids(repo)
     clock.advance(6 * 86400)  # the retention ends
@@ -129,7 +137,7 @@ def test_repository_minimum_retention(repo, clock):
     set_min_retention(repo, parse_duration("30d"))
     assert api.forget(repo, RetentionPolicy(last=1)).removed == []
     views, state = list_holds(repo)
-    assert state.min_retention_ns == parse_duration("30d") and len(views) == 6
+    assert state.min_retention_ns == 30 * DAY and len(views) == 6
 
 
 def test_a_snapshot_from_the_future_survives_forget(repo):
@@ -137,7 +145,7 @@ def test_a_snapshot_from_the_future_survives_forget(repo):
     future = quick_snapshot(repo, NOW + 300 * DAY)  # written by a host whose clock is 300 days fast
     res = api.forget(repo, RetentionPolicy(last=1))
     assert ids(repo) == {future.id, snaps[-1].id} and len(res.removed) == 9
-    assert api.forget(repo, RetentionPolicy(within_ns=DAY), allow_empty=True).removed == []
+    assert api.forget(repo, RetentionPolicy(within=86400.0), allow_empty=True).removed == []
 
 
 def test_a_hold_added_while_forget_decides_is_obeyed(repo, monkeypatch):

@@ -101,12 +101,12 @@ def test_prune_plan_leaves_packs_under_retention_alone(locked, clock):
     store = locked.store
     api.forget(locked, snapshot_ids=[first.id])
     store.until.pop("snapshots/" + first.id, None)
-    plan = make_plan(api.Repository.open(store, "correct horse battery staple", clock=clock), grace_ns=0,
+    plan = make_plan(api.Repository.open(store, "correct horse battery staple", clock=clock), grace=0,
                      max_unused=0.0)
     assert plan.locked and not plan.delete and not plan.repack  # still retained: left alone
     assert plan.summary()["packs_locked"] == len(plan.locked)
     clock.advance(2 * 86400)  # retention over
-    plan = make_plan(api.Repository.open(store, "correct horse battery staple", clock=clock), grace_ns=0,
+    plan = make_plan(api.Repository.open(store, "correct horse battery staple", clock=clock), grace=0,
                      max_unused=0.0)
     assert not plan.locked and plan.delete
 

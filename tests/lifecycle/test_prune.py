@@ -78,7 +78,7 @@ def test_reference_counts_agree_with_a_full_recount(history):
 def test_reference_counts_after_forget_and_prune(history, tmp_path):
     repo, _, snaps, states = history
     api.forget(repo, RetentionPolicy(last=2))
-    api.prune(repo, grace_ns=0, max_wait=0)
+    api.prune(repo, grace=0, max_wait=0)
     repo = repos_fresh(repo)
     refs = collect_references(repo.get_blob, [bytes.fromhex(s.tree) for s in repo.snapshots()])
     naive = naive_recount(repo)
@@ -95,7 +95,7 @@ def test_forget_then_prune_returns_space_and_kept_snapshots_restore(history, tmp
     api.forget(repo, RetentionPolicy(last=3))
     stats = api.repository_stats(repo, reclaimable=True)
     assert stats["reclaimable_bytes"] > 100_000 and stats["packs_delete"] > 0
-    res = api.prune(repo, grace_ns=0, max_wait=0)
+    res = api.prune(repo, grace=0, max_wait=0)
     assert res.pending == [] and res.records_finished == 1 and res.packs_deleted > 0
     after = pack_bytes(repo)
     assert res.bytes_before == before and res.bytes_after == after and after < before - 100_000
@@ -106,7 +106,7 @@ def test_forget_then_prune_returns_space_and_kept_snapshots_restore(history, tmp
     assert report.ok and report.problems == []  # not even an unindexed pack left behind
     for snap, state in zip(snaps[5:], states[5:]):
         assert restores(fresh, snap, state, tmp_path)
-    again = api.prune(fresh, grace_ns=0, max_wait=0)
+    again = api.prune(fresh, grace=0, max_wait=0)
     assert again.packs_deleted == 0 and again.packs_repacked == 0 and again.bytes_freed == 0
     assert api.repository_stats(fresh, reclaimable=True)["reclaimable_bytes"] == 0
 
@@ -120,10 +120,10 @@ def test_repack_copies_live_blobs_out_of_mostly_unused_packs(repos, tmp_path):
     second = api.backup(repo, [str(src)], time_ns=T0 + DAY).snapshot
     state = read_all(src)
     api.forget(repo, snapshot_ids=[first.id])
-    keep_all = api.prune(repo, grace_ns=0, max_wait=0, max_unused=1.0, dry_run=True)
+    keep_all = api.prune(repo, grace=0, max_wait=0, max_unused=1.0, dry_run=True)
     assert keep_all.plan["packs_repack"] == 0  # 100% tolerated: only wholly unused packs (the old trees) go
     assert keep_all.plan["packs_delete"] <= 1
-    res = api.prune(repo, grace_ns=0, max_wait=0, max_unused=0.10)
+    res = api.prune(repo, grace=0, max_wait=0, max_unused=0.10)
     assert res.packs_repacked == 1 and res.blobs_copied > 0 and res.bytes_freed > 150_000
     plan = make_plan(repos_fresh(repo), max_unused=0.10)
     assert plan.summary()["unused_bytes"] == 0 and not plan.delete and not plan.repack
@@ -136,7 +136,7 @@ def test_dry_run_writes_nothing(history):
     repo, _, _, _ = history
     api.forget(repo, RetentionPolicy(last=1))
     before = {i.name: i.size for i in repo.store.list("")}
-    res = api.prune(repo, grace_ns=0, dry_run=True)
+    res = api.prune(repo, grace=0, dry_run=True)
     assert res.plan["packs_delete"] > 0 and res.packs_deleted == 0
     assert {i.name: i.size for i in repo.store.list("")} == before
 
@@ -145,10 +145,10 @@ def test_dry_run_writes_nothing(history):
 def test_a_pack_deleted_by_hand_that_nothing_needs_leaves_the_index(history):
     repo, _, snaps, _ = history
     api.forget(repo, RetentionPolicy(last=1))
-    plan = make_plan(repo, grace_ns=0)
+    plan = make_plan(repo, grace=0)
     gone = sorted(plan.delete)[0]
     repo.store.delete(pack_name(gone))
-    res = api.prune(repos_fresh(repo), grace_ns=0, max_wait=0)
+    res = api.prune(repos_fresh(repo), grace=0, max_wait=0)
     assert res.plan["packs_drop_missing"] == 1 and res.pending == []
     clean(repo)
 
@@ -156,13 +156,13 @@ def test_a_pack_deleted_by_hand_that_nothing_needs_leaves_the_index(history):
 def test_a_needed_pack_deleted_by_hand_makes_prune_refuse(history):
     repo, _, snaps, _ = history
     api.forget(repo, RetentionPolicy(last=1))
-    plan = make_plan(repo, grace_ns=0)
+    plan = make_plan(repo, grace=0)
     live = sorted(set(plan.view.packs) - plan.delete)[0]
     repo.store.delete(pack_name(live))
     before = {i.name for i in repo.store.list("")}
     # the pack may hold data blobs or a tree the plan needs: either way prune refuses
     with pytest.raises(IntegrityError, match=r"missing|cannot be read"):
-        api.prune(repos_fresh(repo), grace_ns=0, max_wait=0)
+        api.prune(repos_fresh(repo), grace=0, max_wait=0)
     assert {i.name for i in repo.store.list("")} == before  # nothing deleted, no lock left
 
 
@@ -176,14 +176,14 @@ def test_a_damaged_index_or_an_unreadable_tree_makes_prune_refuse(history, repos
         f.seek(20)
         f.write(bytes([good[20] ^ 1]))
     with pytest.raises(IndexDamaged):
-        api.prune(repos_fresh(repo), grace_ns=0)
+        api.prune(repos_fresh(repo), grace=0)
     with open(path, "wb") as f:
         f.write(good)
     bogus = Snapshot(time_ns=T0, host="h", paths=["/x"], tree=os.urandom(32).hex())
     repo.save_snapshot(bogus)
     before = {i.name for i in repo.store.list("data/")}
     with pytest.raises(IntegrityError, match="cannot be read"):
-        api.prune(repos_fresh(repo), grace_ns=0)
+        api.prune(repos_fresh(repo), grace=0)
     assert {i.name for i in repo.store.list("data/")} == before
 
 
@@ -191,13 +191,13 @@ def test_two_prunes_at_once(history):
     repo, _, _, _ = history
     first = acquire_prune_lock(repo)
     with pytest.raises(LockError, match="another prune is running: .*'prune'"):
-        api.prune(repos_fresh(repo), grace_ns=0)
+        api.prune(repos_fresh(repo), grace=0)
     threading.Timer(0.3, first.release).start()
-    res = api.prune(repos_fresh(repo), grace_ns=0, lock_wait=10, max_wait=0)
+    res = api.prune(repos_fresh(repo), grace=0, lock_wait=10, max_wait=0)
     assert res.pending == []
     exclusive = repo.locks().acquire("repair index", exclusive=True)
     with pytest.raises(LockError, match="repair index"):
-        api.prune(repos_fresh(repo), grace_ns=0)
+        api.prune(repos_fresh(repo), grace=0)
     exclusive.release()
     assert names(repo, "locks/") == set()
 
@@ -224,7 +224,7 @@ def test_packs_a_snapshot_needs_but_no_index_names_are_adopted(history, tmp_path
     for seg in names(repo, "index/"):  # the index is lost (not damaged): only pack headers remain
         repo.store.delete(seg)
     fresh = repos_fresh(repo)
-    res = api.prune(fresh, grace_ns=0, max_wait=0)
+    res = api.prune(fresh, grace=0, max_wait=0)
     assert res.packs_adopted > 0 and res.packs_deleted == 0
     fresh = repos_fresh(repo)
     assert restores(fresh, snaps[-1], states[-1], tmp_path)
@@ -243,15 +243,15 @@ def test_an_interrupted_prune_leaves_a_consistent_repository_and_a_rerun_finishe
             raise Crash(p)
 
     with pytest.raises(Crash):
-        api.prune(repo, grace_ns=0, max_wait=0, max_unused=0.05, progress=crash)
+        api.prune(repo, grace=0, max_wait=0, max_unused=0.05, progress=crash)
     report = check_repository(repos_fresh(repo))
     assert report.ok, [p.message for p in report.problems]
     for snap, state in zip(snaps[-2:], states[-2:]):
         assert restores(repos_fresh(repo), snap, state, tmp_path)
-    res = api.prune(repos_fresh(repo), grace_ns=0, max_wait=0, max_unused=0.05)
+    res = api.prune(repos_fresh(repo), grace=0, max_wait=0, max_unused=0.05)
     assert res.pending == [] and names(repo, prunestate.PREFIX) == set()
     fresh = repos_fresh(repo)
-    plan = make_plan(fresh, grace_ns=0, max_unused=0.05)
+    plan = make_plan(fresh, grace=0, max_unused=0.05)
     assert not plan.delete and not plan.repack and not plan.young
     report = check_repository(fresh)
     assert report.ok and report.problems == []
@@ -293,14 +293,14 @@ def test_a_backup_running_across_a_prune_keeps_its_data(history, repos, tmp_path
     garbage = _garbage(repo, snaps)
     api.forget(repo, RetentionPolicy(last=2))
     commit = _running_backup(repos, repo, garbage)
-    res = api.prune(repo, grace_ns=0, max_wait=0)
+    res = api.prune(repo, grace=0, max_wait=0)
     assert len(res.pending) == 1 and "backup /slow" in res.pending[0]["waiting_for"][0]
     assert res.packs_deleted == 0  # nothing goes while a backup that saw the old index runs
     assert check_repository(repos_fresh(repo)).ok
     started_later = api.backup(repos_fresh(repo), [str(src)], time_ns=T0 + 19 * DAY)
     assert started_later.snapshot.stats["packs_adopted"] == 0  # condemned packs are never adopted
     late = commit()
-    res = api.prune(repos_fresh(repo), grace_ns=0, max_wait=0)
+    res = api.prune(repos_fresh(repo), grace=0, max_wait=0)
     assert res.records_finished >= 1 and res.packs_resurrected == 1 and res.pending == []
     fresh = repos_fresh(repo)
     assert check_repository(fresh).ok
@@ -322,7 +322,7 @@ def test_prune_waits_for_running_backups_before_deleting(history, repos, tmp_pat
         if phase == "wait" and not t.is_alive() and not done:
             t.start()
 
-    res = api.prune(repo, grace_ns=0, max_wait=30, poll=0.05, progress=step)
+    res = api.prune(repo, grace=0, max_wait=30, poll=0.05, progress=step)
     t.join()
     assert res.pending == [] and res.records_finished == 1 and res.packs_resurrected == 1 and res.packs_deleted > 0
     fresh = repos_fresh(repo)
@@ -361,7 +361,7 @@ def test_backups_and_prunes_at_the_same_time(repos, tmp_path):
     prunes = deleted = 0
     while any(t.is_alive() for t in threads) or prunes < 2:
         api.forget(repos_fresh(repo), RetentionPolicy(last=1), allow_empty=True)
-        res = api.prune(repos_fresh(repo), grace_ns=0, max_wait=30, poll=0.02, max_unused=0.0)
+        res = api.prune(repos_fresh(repo), grace=0, max_wait=30, poll=0.02, max_unused=0.0)
         prunes, deleted = prunes + 1, deleted + res.packs_deleted
         fresh = repos_fresh(repo)
         for snap in [s for s in fresh.snapshots() if s.id in expected]:  # mid-run too
@@ -370,7 +370,7 @@ def test_backups_and_prunes_at_the_same_time(repos, tmp_path):
         t.join()
     assert not errors, errors
     api.forget(repos_fresh(repo), RetentionPolicy(last=1))
-    deleted += api.prune(repos_fresh(repo), grace_ns=0, max_wait=30, max_unused=0.0).packs_deleted
+    deleted += api.prune(repos_fresh(repo), grace=0, max_wait=30, max_unused=0.0).packs_deleted
     fresh = repos_fresh(repo)
     report = check_repository(fresh)
     assert report.ok and report.problems == [], [p.message for p in report.problems]
@@ -390,18 +390,18 @@ def test_packs_the_store_refuses_to_delete_stay_condemned(repos, tmp_path):
         backup_day(repo, src, day)
     api.forget(repo, RetentionPolicy(last=1))
     store.faults.fail("delete", exc=PermissionDenied("object lock"), times=None, prefix="data/")
-    res = api.prune(repo, grace_ns=0, max_wait=0)
+    res = api.prune(repo, grace=0, max_wait=0)
     assert res.packs_deleted == 0 and "refused to delete" in res.problems[0] and len(res.pending) == 1
     assert check_repository(repos_fresh(repo)).ok
     store.faults.clear()
-    res = api.prune(repos_fresh(repo), grace_ns=0, max_wait=0)
+    res = api.prune(repos_fresh(repo), grace=0, max_wait=0)
     assert res.packs_deleted > 0 and res.pending == [] and names(repo, prunestate.PREFIX) == set()
     clean(repo)
 
 
 def test_stats_on_a_damaged_repository_still_answer(history):
     repo, _, _, _ = history
-    plan = make_plan(repo, grace_ns=0)
+    plan = make_plan(repo, grace=0)
     repo.store.delete(pack_name(sorted(plan.view.packs)[0]))
     st = api.repository_stats(repos_fresh(repo), reclaimable=True)
     assert "prune" in st["reclaimable_error"] and st["snapshots"] == 8 and "reclaimable_bytes" not in st
@@ -410,7 +410,7 @@ def test_stats_on_a_damaged_repository_still_answer(history):
 def test_a_damaged_live_blob_is_never_copied_and_its_pack_is_kept(history):
     repo, _, _, _ = history
     api.forget(repo, RetentionPolicy(last=2))
-    plan = make_plan(repo, grace_ns=0, max_unused=0.0)
+    plan = make_plan(repo, grace=0, max_unused=0.0)
     pid, rows = sorted(plan.repack.items())[0]
     path = os.path.join(repo.store.root, pack_name(pid))
     with open(path, "r+b") as f:
@@ -418,7 +418,7 @@ def test_a_damaged_live_blob_is_never_copied_and_its_pack_is_kept(history):
         byte = f.read(1)
         f.seek(int(rows[0]["offset"]) + 20)
         f.write(bytes([byte[0] ^ 1]))
-    res = api.prune(repos_fresh(repo), grace_ns=0, max_wait=0, max_unused=0.0)
+    res = api.prune(repos_fresh(repo), grace=0, max_wait=0, max_unused=0.0)
     assert any("not repacked (kept)" in p for p in res.problems) and os.path.exists(path)
     assert res.packs_repacked == len(plan.repack) - 1
 
@@ -432,13 +432,13 @@ def test_unreadable_records_and_unreadable_new_snapshots(history):
             raise Crash(p)
 
     with pytest.raises(Crash):
-        api.prune(repo, grace_ns=0, max_wait=0, progress=crash)
+        api.prune(repo, grace=0, max_wait=0, progress=crash)
     (rec,) = prunestate.load_all(repo)[0]
     repo.store.put(prunestate.PREFIX + "00" * 16, b"garbage")
     assert prunestate.load_all(repo)[1] == [prunestate.PREFIX + "00" * 16]
     repo.save_snapshot(Snapshot(time_ns=T0, host="h", paths=["/x"], tree=os.urandom(32).hex()))
     with pytest.raises(IntegrityError, match="cannot be read"):  # the plan refuses after the record is kept
-        api.prune(repos_fresh(repo), grace_ns=0, max_wait=0)
+        api.prune(repos_fresh(repo), grace=0, max_wait=0)
     records, bad = prunestate.load_all(repo)
     assert [r.name for r in records] == [rec.name] and bad == []  # the garbage record was removed
     assert all(pack_name(p) in names(repo, "data/") for p in rec.pack_ids)  # nothing deleted
@@ -450,7 +450,7 @@ def test_max_unused_is_a_budget_emptiest_packs_first(history, limit):
     what stays unused is at most P of what stays stored: no copying for nothing."""
     repo, _, _, _ = history
     api.forget(repo, RetentionPolicy(last=3))
-    plan = make_plan(repos_fresh(repo), max_unused=limit, grace_ns=0)
+    plan = make_plan(repos_fresh(repo), max_unused=limit, grace=0)
     e = plan.view.entries
     refs = plan.refs.blobs
     share = {}
@@ -475,7 +475,7 @@ def test_max_unused_is_a_budget_emptiest_packs_first(history, limit):
         if plan.repack:  # the last pack taken was needed: without it we were over budget
             last = min(plan.repack, key=lambda p: share[p])
             assert plan.unused_left + share[last] * plan.store_packs[last].size > budget - 1
-    res = api.prune(repos_fresh(repo), grace_ns=0, max_wait=0, max_unused=limit)
+    res = api.prune(repos_fresh(repo), grace=0, max_wait=0, max_unused=limit)
     assert res.packs_repacked == len(plan.repack)
     clean(repo)
 
@@ -514,7 +514,7 @@ def test_prune_waits_for_a_restore_that_loaded_the_old_index(history, tmp_path):
     t.start()
     assert gate.reached.wait(30)  # the restore holds its lock and the old index, and is reading
     before = pack_bytes(repo)
-    res = api.prune(repos_fresh(repo), grace_ns=0, max_wait=0.3, poll=0.05, max_unused=0.0)
+    res = api.prune(repos_fresh(repo), grace=0, max_wait=0.3, poll=0.05, max_unused=0.0)
     assert res.pending and res.pending[0]["waiting_for"]  # the restore's lock holds the delete back
     assert any("restore" in w for w in res.pending[0]["waiting_for"])
     assert pack_bytes(repo) >= before  # nothing deleted under the reader (new packs written)
@@ -525,7 +525,7 @@ def test_prune_waits_for_a_restore_that_loaded_the_old_index(history, tmp_path):
     t.join(60)
     assert "error" not in done, done.get("error")
     assert read_all(out / os.fspath(snaps[-1].paths[0]).lstrip("/")) == states[-1]
-    res = api.prune(repos_fresh(repo), grace_ns=0, max_wait=5, poll=0.05, max_unused=0.0)
+    res = api.prune(repos_fresh(repo), grace=0, max_wait=5, poll=0.05, max_unused=0.0)
     assert res.records_finished == 1 and pack_bytes(repo) < before
     clean(repo)
 
@@ -536,7 +536,7 @@ def test_check_warns_of_an_unreadable_prune_record_and_prune_removes_it(history)
     report = check_repository(repos_fresh(repo))
     assert report.ok and [(p.kind, p.object) for p in report.warnings] == [
         ("prune-record-damaged", prunestate.PREFIX + "ab" * 16)]
-    res = api.prune(repos_fresh(repo), grace_ns=0, max_wait=0)
+    res = api.prune(repos_fresh(repo), grace=0, max_wait=0)
     assert any("unreadable prune record" in p for p in res.problems)
     assert check_repository(repos_fresh(repo)).problems == []
 
@@ -552,7 +552,7 @@ def test_prune_marks_with_batched_tree_reads(repos, tmp_path):
     api.backup(repo, [str(src)])
     counts = StoreCounts()
     reader = api.Repository.open(CountingStore(repo.store, counts), "correct horse battery staple")
-    plan = make_plan(reader, grace_ns=0)
+    plan = make_plan(reader, grace=0)
     gets = counts.snapshot().calls.get("get", 0)
     assert len(plan.refs.trees) > 300
     assert gets < 40, gets  # 300+ trees: a few ranged reads per level, not one request per tree

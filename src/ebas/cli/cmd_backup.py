@@ -10,10 +10,10 @@ from ebas.errors import EXIT_PARTIAL, UsageError
 
 
 @click.command("init")
-@click.option("--chunker-min", type=int, help="minimum chunk size in bytes")
-@click.option("--chunker-avg", type=int, help="average chunk size in bytes")
-@click.option("--chunker-max", type=int, help="maximum chunk size in bytes")
-@click.option("--pack-size", type=int, help="target pack size in MiB (default 16)")
+@click.option("--chunker-min", metavar="SIZE", help="minimum chunk size (e.g. 256KiB; sizes: docs/units.md)")
+@click.option("--chunker-avg", metavar="SIZE", help="average chunk size (e.g. 1MiB)")
+@click.option("--chunker-max", metavar="SIZE", help="maximum chunk size (e.g. 8MiB)")
+@click.option("--pack-size", metavar="SIZE", help="target pack size, 1MiB..2GiB (default 16MiB)")
 @click.option("--no-compression", is_flag=True, help="store blobs without zstd")
 @click.option("--kdf", type=click.Choice(["argon2id", "scrypt"]), default="argon2id", show_default=True)
 @click.option("--object-lock", type=click.Choice(["governance", "compliance"]),
@@ -28,24 +28,38 @@ def init_cmd(ctx, chunker_min, chunker_avg, chunker_max, pack_size, no_compressi
     from ebas.api import init_repository
     from ebas.chunking.params import ChunkerParams
     from ebas.repo.config import DEFAULT_PACK_SIZE
+    from ebas.units import parse_size
 
     env = get_env(ctx)
     url = _with_object_lock(env.url(), object_lock, lock_days)
     params = ChunkerParams()
-    sizes = {k: v for k, v in (("min_size", chunker_min), ("avg_size", chunker_avg), ("max_size", chunker_max)) if v}
+    sizes = {k: parse_size(v) for k, v in (("min_size", chunker_min), ("avg_size", chunker_avg),
+                                           ("max_size", chunker_max)) if v}
+    pack_bytes = _pack_size(pack_size) if pack_size else DEFAULT_PACK_SIZE
     if sizes:
         params = replace(params, **sizes)
     password = env.password("new repository password", confirm=True)
     if not password:
         raise UsageError("refusing an empty password")
     repo = init_repository(url, password, chunker=params,
-                           pack_size=(pack_size << 20) if pack_size else DEFAULT_PACK_SIZE,
+                           pack_size=pack_bytes,
                            compression="none" if no_compression else "zstd",
                            kdf=_kdf_params(kdf))
     env.emit({"repository": url, "id": repo.config.repo_id, "key_id": repo.key_id,
               "chunker": repo.config.chunker.to_dict(), "pack_size": repo.config.pack_size},
              f"created ebas repository {repo.config.repo_id[:10]} at {url}\n"
              "keep the password safe: without it the data cannot be recovered")
+
+
+def _pack_size(text: str) -> int:
+    """``--pack-size``: a size of docs/units.md between 1MiB and 2GiB (a bare ``16`` is 16 bytes: refused)."""
+    from ebas.units import format_size, parse_size
+
+    n = parse_size(text)
+    if not (1 << 20) <= n <= (1 << 31):
+        raise UsageError(f"--pack-size {text} is {format_size(n)}: a pack size must be between 1MiB and 2GiB",
+                         hint="give a unit, e.g. --pack-size 16MiB (a number without a unit is bytes)")
+    return n
 
 
 def _with_object_lock(url: str, mode: str | None, days: int | None) -> str:
@@ -76,7 +90,8 @@ def _kdf_params(algorithm: str):
 @click.option("--level", type=click.Choice(["full", "differential", "incremental", "auto"]), default="incremental",
               show_default=True, help="how much of the source is re-read (the first backup is always full); "
               "auto: a full per --full-every / --full-on, else incremental")
-@click.option("--full-every", metavar="DURATION", help="with --level auto: a full when the last is this old (7d)")
+@click.option("--full-every", metavar="DURATION",
+              help="with --level auto: a full when the last is this old (7d, 2w, 1mo; see docs/units.md)")
 @click.option("--full-on", metavar="WEEKDAY", help="with --level auto: a full on this weekday (e.g. sun)")
 @click.option("--tag", "tags", multiple=True, help="tag the snapshot (repeatable)")
 @click.option("--host", help="host name to record (default: this machine)")
@@ -85,7 +100,8 @@ def _kdf_params(algorithm: str):
 @click.option("-x", "--one-file-system", is_flag=True, help="do not cross file system boundaries")
 @click.option("--stdin", "use_stdin", is_flag=True, help="back up standard input as one file")
 @click.option("--stdin-filename", default="stdin", show_default=True, help="file name for --stdin")
-@click.option("--time", "time_iso", metavar="ISO8601", help="record this snapshot time instead of now")
+@click.option("--time", "time_iso", metavar="TIME",
+              help="record this snapshot time instead of now (ISO 8601, e.g. 2026-03-01T12:00; docs/units.md)")
 @json_option
 @click.pass_context
 def backup_cmd(ctx, paths, level, full_every, full_on, tags, host, excludes, exclude_files, one_file_system,
@@ -100,12 +116,9 @@ def backup_cmd(ctx, paths, level, full_every, full_on, tags, host, excludes, exc
         raise UsageError("nothing to back up: give at least one path (or --stdin)")
     time_ns = None
     if time_iso:
-        from datetime import datetime
+        from ebas.units import epoch_ns, parse_time
 
-        try:
-            time_ns = int(datetime.fromisoformat(time_iso).timestamp() * 1e9)
-        except ValueError as exc:
-            raise UsageError(f"--time: {exc}") from exc
+        time_ns = epoch_ns(parse_time(time_iso))
     repo = env.open_repo()
     if level == "auto" or full_every or full_on:
         level = _auto_level(env, repo, level, paths, host, full_every, full_on, time_ns, use_stdin, stdin_filename)
@@ -137,7 +150,7 @@ def _auto_level(env, repo, level, paths, host, full_every, full_on, time_ns, use
     import socket
 
     from ebas.lifecycle.chains import parse_weekday, resolve_level
-    from ebas.lifecycle.retention import parse_duration
+    from ebas.units import parse_duration
 
     if level != "auto":
         raise UsageError("--full-every and --full-on go with --level auto")
@@ -148,7 +161,7 @@ def _auto_level(env, repo, level, paths, host, full_every, full_on, time_ns, use
     from datetime import datetime
 
     chosen, why = resolve_level(repo.snapshots(), host or socket.gethostname(), srcs, now_ns=now,
-                                full_every_ns=parse_duration(full_every) if full_every else 0,
+                                full_every=parse_duration(full_every) if full_every else 0.0,
                                 full_on=parse_weekday(full_on) if full_on else None,
                                 tz=datetime.now().astimezone().tzinfo)
     env.note(f"level auto: {chosen} ({why})")

@@ -92,9 +92,10 @@ def _freshness_notes(env, fresh) -> None:
 
 
 def _parse_time(text: str) -> int:
-    from ebas.catalog.specs import parse_time
+    """A TIME of the one grammar (docs/units.md) as ns since the epoch, as the catalog stores it."""
+    from ebas.units import epoch_ns, parse_time
 
-    return parse_time(text)
+    return epoch_ns(parse_time(text))
 
 
 def _hit_line(h, long_format: bool = True) -> str:
@@ -119,8 +120,8 @@ def _hit_line(h, long_format: bool = True) -> str:
 @click.option("--substring", "mode", flag_value="substring", help="names containing PATTERN (the default)")
 @click.option("-i", "--ignore-case", is_flag=True, help="ignore upper/lower case")
 @click.option("--path", "path_prefix", metavar="PREFIX", help="only entries under this directory")
-@click.option("--size", metavar="SPEC", help="size filter: >100M, <4k, 1M..2G, 512")
-@click.option("--newer", metavar="TIME", help="modified at or after TIME (ISO date, 7d, @epoch)")
+@click.option("--size", metavar="SPEC", help="size filter: >100M, <4KiB, 1M..2G, 512 (sizes: docs/units.md)")
+@click.option("--newer", metavar="TIME", help="modified at or after TIME (ISO date, 7d, 15min, @epoch; docs/units.md)")
 @click.option("--older", metavar="TIME", help="modified before TIME")
 @click.option("--owner", metavar="USER", help="owned by this user name or uid")
 @click.option("--mode", "mode_filter", metavar="SPEC",

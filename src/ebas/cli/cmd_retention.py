@@ -8,7 +8,6 @@ import click
 
 from ebas.cli.app import get_env, json_option
 from ebas.cli.render import human_size, local_time, table
-from ebas.errors import UsageError
 
 
 def _local_tz():
@@ -17,44 +16,32 @@ def _local_tz():
     return datetime.now().astimezone().tzinfo
 
 
-def parse_when(text: str, now_ns: int) -> int:
-    """An ISO date/time (local time unless it has an offset) or a duration from now (``7y``)."""
-    from datetime import datetime
+def _until(text: str, now_ns: int):
+    """``--until``: a point in time (docs/units.md) or a duration from now (``7y``: a retention
+    can only end in the future), as an aware datetime."""
+    import re
 
-    from ebas.lifecycle.retention import parse_duration
+    from ebas.units import parse_time
 
-    try:
-        return now_ns + parse_duration(text.lstrip("+"))
-    except UsageError:
-        pass
-    try:
-        dt = datetime.fromisoformat(text)
-    except ValueError:
-        raise UsageError(f"invalid time {text!r}",
-                         hint="use an ISO date (2031-12-31) or a duration (7y, 90d)") from None
-    if dt.tzinfo is None:
-        dt = dt.astimezone()
-    return int(dt.timestamp() * 1e9)
+    now = datetime.fromtimestamp(now_ns / 1e9, timezone.utc)
+    t = text.strip()
+    if re.match(r"\+?[\d.]+\s*[a-zA-Z]", t):  # a duration: from now on
+        t = "+" + t.lstrip("+")
+    return parse_time(t, now=now)
 
 
-def parse_percent(text: str) -> float:
-    """``10%`` / ``10`` -> 0.10; ``unlimited`` -> 1.0."""
-    t = text.strip().lower()
-    if t == "unlimited":
-        return 1.0
-    try:
-        v = float(t.rstrip("%"))
-    except ValueError:
-        raise UsageError(f"invalid percentage {text!r}", hint="e.g. --max-unused 10%") from None
-    if not 0 <= v <= 100:
-        raise UsageError(f"--max-unused must be between 0% and 100%, got {text!r}")
-    return v / 100
+def _max_unused(text: str) -> float:
+    """``--max-unused``: a percentage (``10%``) or ``unlimited`` (never repack)."""
+    from ebas.units import parse_percent
+
+    return 1.0 if text.strip().lower() == "unlimited" else parse_percent(text)
 
 
 def prune_options(f):
     """The options of ``ebas prune`` (shared by ``forget --prune``)."""
     f = click.option("--lock-wait", default="0s", show_default=True, metavar="DURATION",
-                     help="wait this long for another prune to finish instead of refusing")(f)
+                     help="wait this long for another prune to finish instead of refusing "
+                          "(durations: 90s, 15min, 2h; see docs/units.md)")(f)
     f = click.option("--max-wait", default="1h", show_default=True, metavar="DURATION",
                      help="wait this long for backups running at the start to finish before deleting "
                           "(what is left is finished by the next prune)")(f)
@@ -62,18 +49,18 @@ def prune_options(f):
                      help="never delete unindexed packs younger than this (a backup may be writing them)")(f)
     f = click.option("--max-unused", default="10%", show_default=True, metavar="PERCENT",
                      help="unused space to tolerate: packs with more than this share unused are repacked, "
-                          "emptiest first, until at most this share of the stored bytes is unused")(f)
+                          "emptiest first, until at most this share of the stored bytes is unused "
+                          "('unlimited': never repack)")(f)
     return f
 
 
 def run_prune(env, repo, *, max_unused: str, grace: str, max_wait: str, lock_wait: str, dry_run: bool = False):
     """Prune with CLI option strings; returns ``(result, text)``."""
     from ebas.lifecycle.prune import prune
-    from ebas.lifecycle.retention import parse_duration
+    from ebas.units import parse_duration
 
-    res = prune(repo, max_unused=parse_percent(max_unused), grace_ns=parse_duration(grace),
-                max_wait=parse_duration(max_wait) / 1e9, lock_wait=parse_duration(lock_wait) / 1e9,
-                dry_run=dry_run)
+    res = prune(repo, max_unused=_max_unused(max_unused), grace=parse_duration(grace),
+                max_wait=parse_duration(max_wait), lock_wait=parse_duration(lock_wait), dry_run=dry_run)
     p = res.plan
     lines = [f"marked {p.get('snapshots', 0)} snapshot(s): {p.get('trees', 0)} trees, "
              f"{p.get('referenced_blobs', 0)} referenced blobs ({human_size(p.get('live_bytes', 0))} live, "
@@ -108,7 +95,8 @@ def run_prune(env, repo, *, max_unused: str, grace: str, max_wait: str, lock_wai
 @click.option("--keep-weekly", type=click.IntRange(min=0), default=0, help="keep the newest of each of N weeks")
 @click.option("--keep-monthly", type=click.IntRange(min=0), default=0, help="keep the newest of each of N months")
 @click.option("--keep-yearly", type=click.IntRange(min=0), default=0, help="keep the newest of each of N years")
-@click.option("--keep-within", metavar="DURATION", help="keep everything newer than DURATION (e.g. 30d, 1y6m)")
+@click.option("--keep-within", metavar="DURATION",
+              help="keep everything newer than DURATION (e.g. 30d, 6mo, 1y6mo; see docs/units.md)")
 @click.option("--keep-tag", "keep_tags", multiple=True, help="keep snapshots with this tag (repeatable)")
 @click.option("--group-by", default="host,paths", show_default=True,
               help="apply the policy per group: any of host, paths, tags ('' = all snapshots together)")
@@ -130,11 +118,12 @@ def forget_cmd(ctx, snapshots, keep_last, keep_hourly, keep_daily, keep_weekly, 
     the future (clock skew) is never removed by a policy.
     """
     from ebas.lifecycle.forget import forget
-    from ebas.lifecycle.retention import RetentionPolicy, parse_duration
+    from ebas.lifecycle.retention import RetentionPolicy
+    from ebas.units import parse_duration
 
     env = get_env(ctx)
     policy = RetentionPolicy(keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly, keep_yearly,
-                             parse_duration(keep_within) if keep_within else 0, tuple(keep_tags))
+                             parse_duration(keep_within) if keep_within else 0.0, tuple(keep_tags))
     groups = [g.strip() for g in group_by.split(",") if g.strip()]
     repo = env.open_repo()
     res = forget(repo, None if snapshots and policy.empty else policy, snapshot_ids=list(snapshots), dry_run=dry_run,
@@ -170,7 +159,8 @@ def hold_group():
 @click.argument("snapshot")
 @click.option("--reason", required=True, help="why (shown to whoever tries to remove the snapshot)")
 @click.option("--until", metavar="DATE|DURATION",
-              help="compliance retention until DATE (or for DURATION): can never be released or shortened")
+              help="compliance retention until DATE (or for DURATION, e.g. 7y; docs/units.md): can never be "
+                   "released or shortened")
 @json_option
 @click.pass_context
 def hold_add(ctx, snapshot, reason, until):
@@ -179,8 +169,7 @@ def hold_add(ctx, snapshot, reason, until):
 
     env = get_env(ctx)
     repo = env.open_repo()
-    until_ns = parse_when(until, repo.clock.now_ns()) if until else None
-    rec = add_hold(repo, snapshot, reason, until_ns=until_ns)
+    rec = add_hold(repo, snapshot, reason, until=_until(until, repo.clock.now_ns()) if until else None)
     what = "legal hold" if rec.type == "hold" else f"compliance retention until {local_time(rec.until_ns)}"
     env.emit({"record": rec.id, "type": rec.type, "snapshot": rec.snapshot, "reason": rec.reason,
               "until_ns": rec.until_ns or None}, f"{what} {rec.id[:8]} on snapshot {rec.snapshot[:8]}: {reason}")
@@ -210,7 +199,7 @@ def hold_remove(ctx, snapshot, reason, hold_id):
 def hold_list(ctx, show_all):
     """List the protections of every snapshot and the repository's minimum retention."""
     from ebas.lifecycle.holding import list_holds
-    from ebas.lifecycle.retention import format_duration
+    from ebas.units import format_duration
 
     env = get_env(ctx)
     repo = env.open_repo()
@@ -218,28 +207,29 @@ def hold_list(ctx, show_all):
     for p in state.problems:
         env.note(f"warning: unreadable hold record {p}")
     rows = [[v.snapshot[:8], v.kind, "active" if v.active else "expired", v.description] for v in views]
-    minimum = format_duration(state.min_retention_ns) if state.min_retention_ns else "none"
+    minimum = format_duration(state.min_retention_ns / 1e9) if state.min_retention_ns else "none"
     env.emit({"holds": [v.to_json() for v in views], "min_retention_ns": state.min_retention_ns},
              table(["Snapshot", "Kind", "State", "Protection"], rows) + f"\nrepository minimum retention: {minimum}")
 
 
 @hold_group.command("compliance")
-@click.option("--min-retention", metavar="DURATION", help="raise the repository's minimum retention (e.g. 90d, 7y)")
+@click.option("--min-retention", metavar="DURATION",
+              help="raise the repository's minimum retention (e.g. 90d, 6mo, 7y; see docs/units.md)")
 @click.option("--reason", default="", help="why (kept in the audit trail)")
 @json_option
 @click.pass_context
 def hold_compliance(ctx, min_retention, reason):
     """Show or raise the compliance minimum retention of every snapshot (never lowered)."""
     from ebas.lifecycle.holding import set_min_retention
-    from ebas.lifecycle.retention import format_duration, parse_duration
     from ebas.repo.holds import load_state
+    from ebas.units import format_duration, parse_duration
 
     env = get_env(ctx)
     repo = env.open_repo()
     if min_retention:
         set_min_retention(repo, parse_duration(min_retention), reason)
     st = load_state(repo)
-    text = ("compliance mode: every snapshot is kept at least " + format_duration(st.min_retention_ns)
+    text = ("compliance mode: every snapshot is kept at least " + format_duration(st.min_retention_ns / 1e9)
             if st.min_retention_ns else "compliance mode is off (no minimum retention)")
     env.emit({"min_retention_ns": st.min_retention_ns, "record": st.min_retention_record}, text)
 

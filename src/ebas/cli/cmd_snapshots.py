@@ -40,7 +40,9 @@ def snapshots_cmd(ctx, host, tags, path, chains):
 @click.argument("path", default="/")
 @click.option("-l", "--long", "long_format", is_flag=True, help="show mode, owner, size and time")
 @click.option("-R", "--recursive", is_flag=True, help="list subdirectories too")
-@click.option("--at", "at_time", metavar="TIME", help="list PATH as it was at TIME, from the catalog (give only PATH)")
+@click.option("--at", "at_time", metavar="TIME",
+              help="list PATH as it was at TIME (2026-04-01T12:00, yesterday, 7d; docs/units.md), from the catalog "
+                   "(give only PATH)")
 @click.option("--from-catalog", is_flag=True,
               help="answer from the catalog alone: no password, no repository reads (the snapshot must be indexed)")
 @snapshot_filters

@@ -71,17 +71,17 @@ def parse_weekday(text: str) -> int:
     return WEEKDAYS.index(t)
 
 
-def resolve_level(snaps: list[Snapshot], host: str, paths: list[str], *, now_ns: int, full_every_ns: int = 0,
+def resolve_level(snaps: list[Snapshot], host: str, paths: list[str], *, now_ns: int, full_every: float = 0.0,
                   full_on: int | None = None, tz: tzinfo = timezone.utc) -> tuple[str, str]:
     """``(level, why)`` for ``--level auto``: a full when the source has none, when the
-    last full is at least ``full_every_ns`` old, or on weekday ``full_on`` (once that day);
+    last full is at least ``full_every`` seconds old, or on weekday ``full_on`` (once that day);
     an incremental otherwise."""
     fulls = [s for s in snaps if s.level == "full" and same_source(s, host, sorted(paths)) and s.time_ns <= now_ns]
     if not fulls:
         return "full", "no earlier full of this source"
     last = max(fulls, key=lambda s: (s.time_ns, s.id))
     age = now_ns - last.time_ns
-    if full_every_ns and age >= full_every_ns:
+    if full_every and age >= round(full_every * 1e9):
         return "full", f"the last full {last.id[:8]} is older than the full interval"
     if full_on is not None:
         today = datetime.fromtimestamp(now_ns / 1e9, tz)

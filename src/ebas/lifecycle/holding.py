@@ -13,11 +13,20 @@ import getpass
 import os
 import socket
 from dataclasses import dataclass
+from datetime import datetime
 
 from ebas.errors import SnapshotProtected, UsageError
-from ebas.lifecycle.retention import Protection, format_duration
+from ebas.lifecycle.retention import Protection
 from ebas.repo.holds import HoldRecord, HoldState, load_state, save_record
 from ebas.repo.snapshots import Snapshot
+from ebas.units import epoch_ns, format_duration
+
+NS = 1_000_000_000
+
+
+def _for(ns: int) -> str:
+    """A stored ns duration in the grammar of ebas.units (``90d``)."""
+    return format_duration(ns / NS)
 
 
 def _who() -> tuple[str, str]:
@@ -35,14 +44,16 @@ def _record(repo, **kw) -> HoldRecord:
     return rec
 
 
-def add_hold(repo, snapshot: str, reason: str, *, until_ns: int | None = None) -> HoldRecord:
-    """A legal hold on ``snapshot`` (an id prefix or ``latest``), or with ``until_ns`` a
-    compliance retention until that time (which can never be released or shortened)."""
+def add_hold(repo, snapshot: str, reason: str, *, until: datetime | None = None) -> HoldRecord:
+    """A legal hold on ``snapshot`` (an id prefix or ``latest``), or with ``until`` (an aware
+    datetime, e.g. from :func:`ebas.units.parse_time`) a compliance retention until that
+    time (which can never be released or shortened)."""
     if not reason.strip():
         raise UsageError("a hold needs a --reason (it is shown to whoever tries to remove the snapshot)")
     snap = repo.find_snapshot(snapshot)
-    if until_ns is None:
+    if until is None:
         return _record(repo, type="hold", snapshot=snap.id, reason=reason)
+    until_ns = epoch_ns(until)  # naive means local time, as everywhere in ebas.units
     if until_ns <= repo.clock.now_ns():
         raise UsageError("--until must be in the future")
     return _record(repo, type="retain", snapshot=snap.id, reason=reason, until_ns=until_ns)
@@ -69,16 +80,18 @@ def release_hold(repo, snapshot: str, reason: str, *, hold_id: str | None = None
     return [_record(repo, type="release", hold=h.id, snapshot=snap.id, reason=reason) for h in active]
 
 
-def set_min_retention(repo, min_retention_ns: int, reason: str = "") -> HoldRecord:
-    """Raise the repository's compliance minimum retention; refuses to lower it."""
+def set_min_retention(repo, min_retention: float, reason: str = "") -> HoldRecord:
+    """Raise the repository's compliance minimum retention to ``min_retention`` seconds (e.g.
+    ``parse_duration("7y")``); refuses to lower it."""
     state = load_state(repo)
+    min_retention_ns = round(min_retention * NS)
     if min_retention_ns <= 0:
         raise UsageError("the minimum retention must be positive")
     if min_retention_ns < state.min_retention_ns:
         raise SnapshotProtected(
-            f"the repository's minimum retention is {format_duration(state.min_retention_ns)} "
+            f"the repository's minimum retention is {_for(state.min_retention_ns)} "
             f"(record {state.min_retention_record[:8]}); compliance mode cannot be shortened to "
-            f"{format_duration(min_retention_ns)}", hint="give a longer or equal retention")
+            f"{_for(min_retention_ns)}", hint="give a longer or equal retention")
     return _record(repo, type="compliance", min_retention_ns=min_retention_ns, reason=reason)
 
 
@@ -91,7 +104,7 @@ def protections(state: HoldState, snaps: list[Snapshot], now_ns: int) -> dict[st
             until, reason, rid = state.retain_until[s.id]
             ps.append(Protection("retention", reason, until, f"record {rid[:8]}"))
         if state.min_retention_ns:
-            ps.append(Protection("retention", f"repository minimum {format_duration(state.min_retention_ns)}",
+            ps.append(Protection("retention", f"repository minimum {_for(state.min_retention_ns)}",
                                  s.time_ns + state.min_retention_ns, f"record {state.min_retention_record[:8]}"))
         for h in s.holds:  # written into the manifest itself: permanent
             if isinstance(h, dict) and h.get("type") == "hold":

@@ -91,10 +91,11 @@ class PruneResult:
         return d
 
 
-def prune(repo, *, max_unused: float = 0.10, grace_ns: int = 3600 * 10**9, max_wait: float = 3600.0,
+def prune(repo, *, max_unused: float = 0.10, grace: float = 3600.0, max_wait: float = 3600.0,
           poll: float = 2.0, dry_run: bool = False, lock_wait: float = 0.0,
           progress: Progress | None = None) -> PruneResult:
-    """Prune ``repo`` (see the module docstring); ``max_unused`` is a fraction (0.10 = 10%)."""
+    """Prune ``repo`` (see the module docstring); ``max_unused`` is a fraction (0.10 = 10%);
+    ``grace``, ``max_wait`` and ``lock_wait`` are seconds (see :func:`ebas.units.parse_duration`)."""
     if not 0 <= max_unused <= 1:
         raise UsageError("--max-unused must be between 0% and 100%")
     refused = repo.store.capabilities.extra.get("delete_refused")
@@ -116,7 +117,7 @@ def prune(repo, *, max_unused: float = 0.10, grace_ns: int = 3600 * 10**9, max_w
             for rec in records:
                 _finish(repo, rec, lock, res, max_wait=max_wait, poll=poll, step=step)
         step("plan", 0, 1)
-        plan = make_plan(repo, max_unused=max_unused, grace_ns=grace_ns, progress=step)
+        plan = make_plan(repo, max_unused=max_unused, grace=grace, progress=step)
         res.plan = plan.summary()
         if dry_run:
             res.pending = [{"record": r.name, "packs": len(r.packs)} for r in records]

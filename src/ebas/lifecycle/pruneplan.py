@@ -219,9 +219,10 @@ def headers_table(repo, packs: dict[bytes, PackInfo], bad: set[bytes]) -> tuple[
     return table, found
 
 
-def make_plan(repo, *, max_unused: float = 0.10, grace_ns: int = 3600 * 10**9, now_ns: int | None = None,
+def make_plan(repo, *, max_unused: float = 0.10, grace: float = 3600.0, now_ns: int | None = None,
               progress: Progress | None = None) -> PrunePlan:
-    """Mark and classify (see the module docstring). Writes nothing."""
+    """Mark and classify (see the module docstring); unindexed packs younger than ``grace``
+    seconds are left alone. Writes nothing."""
     now = repo.clock.now_ns() if now_ns is None else now_ns
     # snapshots first: every snapshot listed had its index segments written before it,
     # so the index read next locates everything they need
@@ -255,7 +256,7 @@ def make_plan(repo, *, max_unused: float = 0.10, grace_ns: int = 3600 * 10**9, n
     plan = PrunePlan(view, refs, store_packs, pending=pending & set(store_packs), snapshots=[s.id for s in snaps])
     plan.unreadable_unindexed = bad
     _classify(plan, max_unused)
-    _unindexed(plan, orphan_entries, unindexed, now, grace_ns)
+    _unindexed(plan, orphan_entries, unindexed, now, round(grace * 1e9))
     _locked(repo, plan, now)
     return plan
 

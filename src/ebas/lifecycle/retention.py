@@ -20,42 +20,16 @@ Every decision carries the reasons that keep the snapshot (empty for a drop).
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone, tzinfo
 from typing import Callable, Iterable
 
 from ebas.errors import UsageError
 from ebas.repo.snapshots import Snapshot
+from ebas.units import format_duration
 
 NS = 1_000_000_000
-_UNITS = {"s": 1, "min": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "m": 30 * 86400, "y": 365 * 86400}
-_DURATION = re.compile(r"(\d+)(min|s|h|d|w|m|y)")
 GROUP_FIELDS = ("host", "paths", "tags")
-
-
-def parse_duration(text: str) -> int:
-    """``"1y6m"``, ``"14d"``, ``"36h"`` -> nanoseconds (m = 30 days, y = 365 days, min = minutes)."""
-    s = text.strip().lower().replace(" ", "")
-    pos, total = 0, 0
-    for m in _DURATION.finditer(s):
-        if m.start() != pos:
-            break
-        total += int(m.group(1)) * _UNITS[m.group(2)]
-        pos = m.end()
-    if not s or pos != len(s):
-        raise UsageError(f"invalid duration {text!r}", hint="use numbers with units y, m (30 days), w, d, h, min, "
-                                                            "s, e.g. 1y6m or 14d")
-    return total * NS
-
-
-def format_duration(ns: int) -> str:
-    """Nanoseconds as the largest exact unit string (``14d``, ``36h``)."""
-    secs = ns // NS
-    for unit in ("y", "w", "d", "h", "min"):
-        if secs and secs % _UNITS[unit] == 0:
-            return f"{secs // _UNITS[unit]}{unit}"
-    return f"{secs}s"
 
 
 @dataclass(frozen=True)
@@ -68,11 +42,11 @@ class RetentionPolicy:
     weekly: int = 0
     monthly: int = 0
     yearly: int = 0
-    within_ns: int = 0
+    within: float = 0.0  # seconds (parse with ebas.units.parse_duration: "30d", "1y6mo")
     tags: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        for name in ("last", "hourly", "daily", "weekly", "monthly", "yearly", "within_ns"):
+        for name in ("last", "hourly", "daily", "weekly", "monthly", "yearly", "within"):
             if getattr(self, name) < 0:
                 raise UsageError(f"keep rule {name} must not be negative")
 
@@ -80,14 +54,14 @@ class RetentionPolicy:
     def empty(self) -> bool:
         """True when no rule is given: such a policy keeps nothing."""
         return not (self.last or self.hourly or self.daily or self.weekly or self.monthly or self.yearly
-                    or self.within_ns or self.tags)
+                    or self.within or self.tags)
 
     def describe(self) -> str:
         """``keep last 3, daily 14, within 7d``."""
         parts = [f"{n} {getattr(self, n)}" for n in ("last", "hourly", "daily", "weekly", "monthly", "yearly")
                  if getattr(self, n)]
-        if self.within_ns:
-            parts.append(f"within {format_duration(self.within_ns)}")
+        if self.within:
+            parts.append(f"within {format_duration(self.within)}")
         if self.tags:
             parts.append("tags " + ",".join(self.tags))
         return "keep " + ", ".join(parts) if parts else "no keep rule"
@@ -95,7 +69,7 @@ class RetentionPolicy:
     def to_json(self) -> dict:
         """JSON-able form."""
         return {"last": self.last, "hourly": self.hourly, "daily": self.daily, "weekly": self.weekly,
-                "monthly": self.monthly, "yearly": self.yearly, "within_ns": self.within_ns, "tags": list(self.tags)}
+                "monthly": self.monthly, "yearly": self.yearly, "within": self.within, "tags": list(self.tags)}
 
 
 @dataclass(frozen=True)
@@ -214,8 +188,8 @@ def _decide(snaps: list[Snapshot], policy: RetentionPolicy, now_ns: int,
         for p in protections.get(s.id, ()):
             if p.active(now_ns):
                 d.reasons.append(p.describe())
-        if policy.within_ns and now_ns - policy.within_ns <= s.time_ns <= now_ns:
-            d.reasons.append(f"within {format_duration(policy.within_ns)}")
+        if policy.within and now_ns - round(policy.within * NS) <= s.time_ns <= now_ns:
+            d.reasons.append(f"within {format_duration(policy.within)}")
         if policy.tags and set(policy.tags) & set(s.tags):
             d.reasons.append("tag " + ",".join(sorted(set(policy.tags) & set(s.tags))))
     for d in present[: policy.last]:
@@ -242,5 +216,5 @@ def _short(td: timedelta) -> str:
     if secs >= 86400:
         return f"{secs // 86400}d{(secs % 86400) // 3600}h"
     if secs >= 3600:
-        return f"{secs // 3600}h{(secs % 3600) // 60}m"
+        return f"{secs // 3600}h{(secs % 3600) // 60}min"
     return f"{secs}s"

@@ -146,7 +146,7 @@ def test_upload_interrupted_in_one_process_is_completed_by_another(kind, request
 
 
 # ---------------------------------------------------------------------------- forget + prune, through the CLI
-CLI_INIT = ("init", "--pack-size", "1", "--chunker-min", "4096", "--chunker-avg", "16384", "--chunker-max", "65536")
+CLI_INIT = ("init", "--pack-size", "1MiB", "--chunker-min", "4096", "--chunker-avg", "16384", "--chunker-max", "65536")
 PRUNE_NOW = ("--grace", "0s", "--max-unused", "0%", "--max-wait", "0s")  # freshly written packs are eligible
 GONE_SIZE = 1_500_000
 

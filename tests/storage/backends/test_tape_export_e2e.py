@@ -53,7 +53,7 @@ def exported(tmp_path, make_cli):
     src = tmp_path / "src"
     make_tree(src)
     cli = make_cli(tmp_path / "repo")
-    cli.ok("init", "--pack-size", "1")
+    cli.ok("init", "--pack-size", "1MiB")
     cli.ok("backup", str(src))
     lib = tmp_path / "vtl"
     out = js(cli.ok("export", "latest", "--to", f"tape://{lib}?volumes=4&slots=6&capacity={CAPACITY}&fsync=0",

@@ -15,18 +15,15 @@
 from __future__ import annotations
 
 import datetime as dt
-import re
 from typing import Callable
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from ebas.errors import ObjectArchived, ObjectLocked, UsageError  # noqa: F401 - re-exported for the backends
 from ebas.storage.base import ObjectWriter, check_name
+from ebas.units import parse_duration, parse_size
 
 MiB = 1024 * 1024
 RESERVED_PREFIX = ".ebas-"  # first path segment reserved for backend bookkeeping
-_SIZE = re.compile(r"(?i)\s*(\d+)\s*(b|k|kb|kib|m|mb|mib|g|gb|gib)?\s*\Z")
-_UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1024, "kib": 1024, "m": MiB, "mb": MiB, "mib": MiB,
-          "g": 1024 * MiB, "gb": 1024 * MiB, "gib": 1024 * MiB}
 
 
 
@@ -55,13 +52,25 @@ def as_bool(value) -> bool:
 
 
 def as_size(value) -> int:
-    """A byte count: an int, or text such as ``8MiB``, ``512k``, ``1048576``."""
+    """A byte count: an int, or a size of :func:`ebas.units.parse_size` (``8MiB``, ``512K``,
+    ``1048576``; ``MB`` is 1000-based, ``M`` and ``MiB`` 1024-based)."""
     if isinstance(value, int) and not isinstance(value, bool):
+        if value < 0:
+            raise UsageError(f"a size cannot be negative: {value}")
         return value
-    match = _SIZE.match(str(value))
-    if not match:
-        raise UsageError(f"expected a size such as 8MiB, got {value!r}")
-    return int(match.group(1)) * _UNITS[(match.group(2) or "").lower()]
+    return parse_size(str(value))
+
+
+def as_seconds(value) -> float:
+    """Seconds: a number (these options have always been seconds) or a duration of
+    :func:`ebas.units.parse_duration` (``90s``, ``2min``)."""
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        return parse_duration(str(value))
+    if seconds < 0:
+        raise UsageError(f"a duration cannot be negative: {value!r}")
+    return seconds
 
 
 def as_float(value) -> float:

@@ -7,7 +7,7 @@ URL: ``azure://ACCOUNT/CONTAINER[/PREFIX][?option=value&...]``. Options:
 ``tier``          ``hot``, ``cool``, ``cold`` or ``archive`` for objects written
 ``tier_prefixes`` comma-separated name prefixes the tier applies to (default: all)
 ``block_size``    staged block size for streams (default 8MiB)
-``connect_timeout``, ``read_timeout``  seconds (default 10 and 60)
+``connect_timeout``, ``read_timeout``  seconds or a duration such as 2min (default 10 and 60)
 ``sdk_retries``   retries the SDK makes itself (default 0: ebas's RetryingStore retries)
 
 Credentials (keywords, else environment), first found wins: ``connection_string`` /
@@ -53,8 +53,8 @@ from ebas.storage.backends._cloud import (
     ObjectArchived,
     Options,
     PartedWriter,
-    as_float,
     as_prefixes,
+    as_seconds,
     as_size,
     split_url,
     utc_ns,
@@ -78,7 +78,7 @@ _ARCHIVED = {"BlobArchived", "BlobBeingRehydrated"}
 OPTIONS = {
     "endpoint": (str, None), "tier": (lambda v: str(v).lower(), None),
     "tier_prefixes": (as_prefixes, ("",)), "block_size": (as_size, 8 * MiB),
-    "connect_timeout": (as_float, 10.0), "read_timeout": (as_float, 60.0), "sdk_retries": (int, 0),
+    "connect_timeout": (as_seconds, 10.0), "read_timeout": (as_seconds, 60.0), "sdk_retries": (int, 0),
     "connection_string": (str, None), "account_key": (str, None), "sas_token": (str, None),
     "credential": (lambda v: v, None), "entropy": (lambda v: v, None),
 }

@@ -11,7 +11,7 @@ URL: ``gs://BUCKET[/PREFIX][?option=value&...]`` (``gcs://`` is accepted too). O
 ``storage_class``   ``STANDARD``, ``NEARLINE``, ``COLDLINE`` or ``ARCHIVE`` for objects written
 ``class_prefixes``  comma-separated name prefixes the class applies to (default: all)
 ``chunk_size``      resumable-session chunk for streams (default 8MiB, a multiple of 256KiB)
-``connect_timeout``, ``read_timeout``  seconds (default 10 and 60)
+``connect_timeout``, ``read_timeout``  seconds or a duration such as 2min (default 10 and 60)
 
 Streams (``open_write``) above one chunk use a GCS resumable upload session: chunks
 go out in order as they fill, the final one is marked with the total size, which
@@ -59,8 +59,8 @@ from ebas.storage.backends._cloud import (
     Options,
     PartedWriter,
     as_bool,
-    as_float,
     as_prefixes,
+    as_seconds,
     as_size,
     split_url,
     utc_ns,
@@ -88,7 +88,7 @@ OPTIONS = {
     "endpoint": (str, None), "project": (str, None), "anonymous": (as_bool, False),
     "credentials_file": (str, None), "storage_class": (lambda v: str(v).upper(), None),
     "class_prefixes": (as_prefixes, ("",)), "chunk_size": (as_size, 8 * MiB),
-    "connect_timeout": (as_float, 10.0), "read_timeout": (as_float, 60.0),
+    "connect_timeout": (as_seconds, 10.0), "read_timeout": (as_seconds, 60.0),
     "credentials": (lambda v: v, None), "entropy": (lambda v: v, None),
 }
 

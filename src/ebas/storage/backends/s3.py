@@ -16,7 +16,7 @@ URL: ``s3://BUCKET[/PREFIX][?option=value&...]``. Options (URL query or keywords
                    (default ``locks/``: lock objects must stay deletable)
 ``bypass_governance``  ``1`` lets deletes bypass GOVERNANCE retention (maintenance keys)
 ``part_size``      multipart part size for streams (default 8MiB, at least 5MiB)
-``connect_timeout``, ``read_timeout``  seconds (default 10 and 60)
+``connect_timeout``, ``read_timeout``  seconds or a duration such as 2min (default 10 and 60)
 ``max_connections``    connection pool size (default 16)
 ``sdk_retries``    retries botocore makes itself (default 0: ebas's RetryingStore retries)
 
@@ -64,6 +64,7 @@ from ebas.storage.backends._cloud import (
     as_bool,
     as_float,
     as_prefixes,
+    as_seconds,
     as_size,
     split_url,
     utc_ns,
@@ -96,7 +97,7 @@ OPTIONS = {
     "object_lock": (lambda v: str(v).lower(), None), "lock_days": (as_float, None),
     "lock_skip": (as_prefixes, ("locks/", "prune/")), "bypass_governance": (as_bool, False),
     "part_size": (as_size, 8 * MiB), "multipart_threshold": (as_size, 64 * MiB),
-    "connect_timeout": (as_float, 10.0), "read_timeout": (as_float, 60.0),
+    "connect_timeout": (as_seconds, 10.0), "read_timeout": (as_seconds, 60.0),
     "max_connections": (int, 16), "sdk_retries": (int, 0),
     "access_key_id": (str, None), "secret_access_key": (str, None), "session_token": (str, None),
     "clock": (lambda v: v, None), "entropy": (lambda v: v, None),

@@ -9,7 +9,7 @@ the login directory; ``sftp://host//srv/backup`` (two slashes) is absolute. Opti
                     (like ``StrictHostKeyChecking=accept-new``); a *changed* key is
                     always refused
 ``connections``     SFTP channels used in parallel (default 4)
-``timeout``         seconds for connecting and for each request (default 30)
+``timeout``         seconds (or a duration, 2min) for connecting and each request (default 30)
 
 Keyword-only: ``password`` (else ``EBAS_SFTP_PASSWORD``), ``passphrase`` for the key,
 ``clock``, ``entropy``. An unknown host key raises :class:`PermissionDenied` showing the
@@ -53,7 +53,7 @@ from ebas.errors import (
     UsageError,
 )
 from ebas.runtime import SYSTEM_ENTROPY, Entropy
-from ebas.storage.backends._cloud import Options, as_bool, as_float
+from ebas.storage.backends._cloud import Options, as_bool, as_seconds
 from ebas.storage.backends._fs import map_os_error
 from ebas.storage.base import (
     Capabilities,
@@ -78,7 +78,7 @@ _PART = re.compile(r"[0-9]{5}\Z")
 
 OPTIONS = {
     "key_file": (str, None), "known_hosts": (str, None), "accept_new_host_key": (as_bool, False),
-    "connections": (int, 4), "timeout": (as_float, 30.0), "password": (str, None),
+    "connections": (int, 4), "timeout": (as_seconds, 30.0), "password": (str, None),
     "passphrase": (str, None), "clock": (lambda v: v, None), "entropy": (lambda v: v, None),
 }
 

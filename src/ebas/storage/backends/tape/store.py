@@ -49,7 +49,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from ebas.errors import ObjectNotFound, PermissionDenied, StoreFull, UsageError
 from ebas.runtime import SYSTEM_CLOCK, SYSTEM_ENTROPY, Clock, Entropy
-from ebas.storage.backends._cloud import Options, as_bool, as_float, as_prefixes, as_size
+from ebas.storage.backends._cloud import Options, as_bool, as_prefixes, as_seconds, as_size
 from ebas.storage.backends.file import FileStore
 from ebas.storage.backends.tape.catalog import MediaCatalog, Segment, VolumeState, fresh_volume
 from ebas.storage.backends.tape.changer import VirtualChanger
@@ -76,7 +76,7 @@ OPTIONS = {
     "volumes": (int, None), "capacity": (as_size, None), "slots": (int, None), "barcode_prefix": (str, "EB"),
     "catalog": (str, None), "disk_prefixes": (as_prefixes, ("locks/",)), "fsync": (as_bool, True),
     "drive": (str, None), "changer": (str, None), "drive_index": (int, None), "block_size": (as_size, None),
-    "mt_cmd": (str, None), "mtx_cmd": (str, "mtx"), "load_timeout": (as_float, 600.0),
+    "mt_cmd": (str, None), "mtx_cmd": (str, "mtx"), "load_timeout": (as_seconds, 600.0),
     "clock": (lambda v: v, None), "entropy": (lambda v: v, None),
 }
 REAL_OPTIONS = ("drive", "changer", "drive_index", "block_size", "mt_cmd", "mtx_cmd")
