@@ -10,7 +10,9 @@ ever lengthened. Run it after the nightly backups (it is cheap when nothing chan
 tree walk plus one HEAD per pack).
 
 Trees are walked newest snapshot first and each distinct tree once: a tree already seen
-belongs to a newer snapshot, which already gave its blobs the later date.
+belongs to a newer snapshot, which already gave its blobs the later date. An unreadable
+snapshot object stops the upkeep (nothing is changed): the packs only it needs would
+otherwise be left to expire.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from ebas.errors import IntegrityError, UsageError
+from ebas.lifecycle.readable import all_snapshots
 from ebas.repo.locks import reader_lock
 from ebas.repo.pack import pack_name
 from ebas.repo.tree import DIR, FILE
@@ -57,7 +60,8 @@ class LockExtendResult:
 
 def pack_deadlines(repo, days: float) -> tuple[dict[bytes, int], int, int]:
     """``({pack id: retain-until ns}, snapshots, trees)`` for every pack a snapshot needs."""
-    snaps = sorted(repo.snapshots(refresh=True), key=lambda s: s.time_ns, reverse=True)
+    # an unreadable snapshot's packs would be left to expire: refuse instead
+    snaps = sorted(all_snapshots(repo, "object-lock upkeep"), key=lambda s: s.time_ns, reverse=True)
     table = repo.index.table
     need: dict[bytes, int] = {}
     seen: set[bytes] = set()

@@ -40,6 +40,7 @@ from ebas.verify.packdata import index_entries, verify_pack_bytes
 from ebas.verify.problems import (
     HINT_LOST,
     HINT_MISSING,
+    HINT_QUARANTINED,
     HINT_REPAIR,
     HINT_SNAPSHOT,
     HINT_UNINDEXED,
@@ -110,6 +111,9 @@ class _Checker:
                            "harmless: its transfer resumes it, or it can be aborted")
         except (EbasError, NotImplementedError):
             pass
+        for info in self.store.list("quarantine/"):
+            self.issue(("quarantine", info.name), "quarantined-object", info.name,
+                       f"{info.name} ({info.size} bytes) is in quarantine", HINT_QUARANTINED)
         self.report.problems = [i.problem() for i in self.issues.values()]
 
     # ------------------------------------------------------------------ index
