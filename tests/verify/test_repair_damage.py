@@ -256,3 +256,20 @@ def test_reported_case_copied_pack_repair_prune_check(env):
     prune(env.fresh(), grace_ns=0, max_wait=0, max_unused=0.0)
     assert check_repository(env.fresh(), read_data=True).ok
     env.assert_restores(env.fresh())
+
+
+def test_prune_keeps_an_unreadable_unindexed_pack_while_needed_blobs_are_nowhere(env):
+    """The index was lost and one pack's header is damaged: prune cannot tell what that pack
+    holds, and snapshots need blobs it cannot find, so the pack stays (a replica can heal it)."""
+    name, _, _ = env.locate(data_blob(env))
+    good = env.repo.store.get(name)
+    env.flip(name, len(good) - 20)  # inside the sealed header
+    for seg in env.names("index/"):
+        env.repo.store.delete(seg)
+    res = prune(env.fresh(), grace_ns=0, max_wait=0, max_unused=0.0)
+    assert name in env.names("data/") and res.plan["packs_suspect"] == 1
+    assert any(name.rsplit("/", 1)[1][:16] in p and "unreadable header" in p for p in res.problems)
+    env.repo.store.put(name, good)  # copied back from a replica
+    rebuild_index(env.fresh())
+    assert check_repository(env.fresh(), read_data=True).ok
+    env.assert_restores(env.fresh())

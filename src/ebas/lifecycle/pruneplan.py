@@ -11,7 +11,8 @@ packs, reads the headers of packs that no index names, walks every snapshot's tr
   space left after prune down to ``max_unused`` of the space stored (emptiest packs
   first): its live blobs are copied to new packs, then it is deleted;
 * **delete**: indexed and holding no live blob, or unindexed, holding nothing a snapshot
-  needs and older than the grace period;
+  needs and older than the grace period (an unindexed pack whose header is unreadable
+  is kept while some blob a snapshot needs is in no readable pack: it may hold it);
 * **adopt**: unindexed but holding blobs a snapshot needs that no indexed pack has
   (a lost index segment): it is indexed again, never deleted;
 * **drop**: indexed but missing from the store and holding nothing live: its index
@@ -430,6 +431,11 @@ def _unindexed(plan: PrunePlan, orphan_entries: dict, unindexed: dict[bytes, Pac
         if pid in plan.adopt:
             continue
         plan.pack_bytes += info.size
+        if plan.blobs_missing and pid in plan.unreadable_unindexed:  # it may hold them: cannot tell
+            plan.suspect[pid] = (f"unindexed pack {pid.hex()[:16]} has an unreadable header and {plan.blobs_missing} "
+                                 "blob(s) that snapshots need are in no pack prune can read: kept; run 'ebas repair "
+                                 "index' (it salvages what still verifies) and 'ebas check'")
+            continue
         if grace_ns <= 0 or (info.mtime_ns and now - info.mtime_ns >= grace_ns):
             plan.delete.add(pid)
         else:

@@ -24,6 +24,9 @@ HINT_MISSING = ("copy the lost pack from a replica if one has it; otherwise the 
                 "again, and the listed snapshots cannot restore it")
 HINT_SNAPSHOT = "copy this snapshot object from a replica, or delete it: it cannot be restored"
 HINT_UNINDEXED = "unindexed pack: will be adopted by the next backup or removed by prune"
+HINT_UNINDEXED_DAMAGED = ("nothing trusts it (no backup adopts it); 'ebas repair index' keeps the blobs of it that "
+                          "still verify and moves it to quarantine/; otherwise prune removes it once no snapshot "
+                          "can need it")
 
 
 @dataclass(frozen=True)
