@@ -15,9 +15,10 @@ WARNING_KINDS = frozenset({"unindexed-pack", "unindexed-pack-damaged", "leftover
 
 HINT_REPAIR = "run 'ebas repair index' to rebuild the index from pack headers"
 HINT_LOST = ("copy the damaged object from a replica if one has it (a pack is proved by its name); otherwise "
-             "run 'ebas repair index': it keeps every blob that still verifies, moves a damaged pack to quarantine/ "
-             "and leaves its damaged blobs out of the index, so the next backup stores those files again (the "
-             "snapshots listed here stay unable to restore them)")
+             "run 'ebas repair index' before the next backup: it keeps every blob that still verifies, moves a "
+             "damaged pack to quarantine/ and leaves its damaged blobs out of the index, so the next backup stores "
+             "those files again (the snapshots listed here cannot restore them unless the same bytes are backed up "
+             "again)")
 HINT_QUARANTINED = ("moved here by 'ebas repair index' because it was not intact (its intact blobs were kept); "
                     "nothing uses it: delete it once no one needs it for forensics")
 HINT_MISSING = ("copy the lost pack from a replica if one has it; otherwise the next backup stores the file "
