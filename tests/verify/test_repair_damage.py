@@ -273,3 +273,18 @@ def test_prune_keeps_an_unreadable_unindexed_pack_while_needed_blobs_are_nowhere
     rebuild_index(env.fresh())
     assert check_repository(env.fresh(), read_data=True).ok
     env.assert_restores(env.fresh())
+
+
+def test_a_damaged_copy_of_a_blob_with_an_intact_copy_elsewhere_loses_nothing(env):
+    """A copy of a pack with a flipped byte: its damaged blob is intact in the genuine pack."""
+    blob = data_blob(env)
+    genuine, off, length = env.locate(blob)
+    fake = impostor_name(env, genuine)
+    data = bytearray(env.repo.store.get(genuine))
+    data[off + length // 2] ^= 0x08
+    env.repo.store.put(fake, bytes(data))
+    [q] = rebuild_index(env.fresh()).quarantined
+    assert q.name == fake and q.damaged == 0 and q.salvaged == 0 and "1 of its" in q.reason
+    assert "nothing was lost" in q.hint
+    assert check_repository(env.fresh(), read_data=True).ok
+    env.assert_restores(env.fresh())

@@ -57,9 +57,9 @@ Progress = Callable[[str, int, int], None]
 class QuarantinedPack:
     """A pack that was not intact, moved out of ``data/`` and out of the index.
 
-    ``salvaged`` intact blobs were copied into new packs; ``duplicates`` intact blobs were
-    already held by intact packs; ``damaged`` blobs failed to verify and are not indexed
-    (the next backup stores their data again). ``moved_to`` is empty if the store refused
+    ``salvaged`` intact blobs were copied into new packs; ``duplicates`` blobs (intact or
+    not) have an intact copy elsewhere that is indexed; ``damaged`` blobs failed to verify,
+    have no intact copy and are not indexed (the next backup stores their data again). ``moved_to`` is empty if the store refused
     to remove the pack from ``data/`` (it is still not indexed, and no backup adopts it)."""
 
     name: str
@@ -310,7 +310,7 @@ def _salvage(repo, old: list[str], suspects: list[_Suspect], out: _SegmentWriter
     copy of each suspect into ``quarantine/``. Returns what to remove from ``data/``."""
     headerless = {s.pid for s in suspects if s.good is None}
     from_index = _old_entries(repo, old, headerless) if headerless else {}
-    wanted = {e.blob_id for s in suspects for e in (s.good or ())}
+    wanted = {e.blob_id for s in suspects for e in (s.good or ())} | {b for s in suspects for b in s.damaged}
     wanted |= {b for entries in from_index.values() for b, _off in entries}
     held = out.covered(wanted)  # intact packs already hold these: never copied twice
     packer, copied = _Packer(repo, out, report), set()
@@ -326,7 +326,9 @@ def _salvage(repo, old: list[str], suspects: list[_Suspect], out: _SegmentWriter
             cands = sorted(from_index.get(s.pid, {}).values(), key=lambda e: e.offset)
             s.good = [e for e in cands if _verifies(repo, e, view)]
             s.damaged = [e.blob_id for e in cands if e not in s.good]
-        q = QuarantinedPack(s.name, s.reason, damaged=len(s.damaged), damaged_ids=[b.hex()[:16] for b in s.damaged[:5]])
+        lost = [b for b in s.damaged if b not in held and b not in copied]  # else an intact copy is indexed
+        q = QuarantinedPack(s.name, s.reason, duplicates=len(s.damaged) - len(lost), damaged=len(lost),
+                            damaged_ids=[b.hex()[:16] for b in lost[:5]])
         for e in s.good:
             if e.blob_id in held or e.blob_id in copied:
                 q.duplicates += 1
