@@ -28,9 +28,12 @@ from ebas.chunking.params import ChunkerParams
 from ebas.crypto.kdf import KdfParams
 from ebas.errors import EbasError
 from ebas.lifecycle.prune import prune
+from ebas.repo.index import IndexSegment, segment_name
+from ebas.repo.pack import pack_name, parse_pack
 from ebas.repo.repository import Repository
 from ebas.runtime import SYSTEM_ENTROPY
 from ebas.storage.backends.memory import MemoryStore
+from ebas.verify.check import check_repository
 from ebas.verify.repair import rebuild_index
 
 PREFIXES = ("data/", "index/", "snapshots/")
@@ -151,3 +154,40 @@ def test_repair_then_backup_after_any_corruption_restores_the_source(template, c
     snap = Archiver(fresh, BackupOptions(paths=[template.src], workers=1)).run().snapshot
     after = Repository.open(repo.store, "pw")
     assert template.restore(after, snap) == template.states[-1], f"wrong restore after damage to {name}"
+
+
+@SETTINGS
+@given(which=st.integers(0, 10**6), fake=st.binary(min_size=32, max_size=32), indexed=st.booleans(),
+       flip=st.one_of(st.none(), st.integers(0, 10**9)))
+def test_a_pack_copied_under_another_name_never_costs_the_genuine_pack(template, which, fake, indexed, flip):
+    """A copy of a pack (maybe with a flipped byte) under another valid pack name, maybe even
+    listed by an index segment: prune before 'repair index' may refuse but never deletes
+    what only the genuine pack holds; after the repair and another prune every snapshot
+    restores byte for byte and the repository checks clean."""
+    repo = template.copy()
+    packs = sorted(n for n in template.objects if n.startswith("data/"))
+    genuine = packs[which % len(packs)]
+    name = pack_name(fake)
+    data = bytearray(template.objects[genuine])
+    if flip is not None:
+        data[flip % len(data)] ^= 0x01
+    repo.store.put(name, bytes(data))
+    if indexed:  # as an older ebas (or a planted segment) would have it
+        try:
+            entries = parse_pack(repo.aead, bytes(data))
+        except EbasError:
+            entries = []
+        stored = IndexSegment.from_packs({fake: entries}).encode(repo.aead)
+        repo.store.put(segment_name(stored), stored)
+    try:  # before any repair: it may refuse, but must not delete what only the genuine pack holds
+        prune(Repository.open(repo.store, "pw"), grace_ns=0, max_wait=0, max_unused=0.0)
+    except EbasError:
+        pass
+    rebuild_index(Repository.open(repo.store, "pw"))
+    prune(Repository.open(repo.store, "pw"), grace_ns=0, max_wait=0, max_unused=0.0)
+    fresh = Repository.open(repo.store, "pw")
+    for snap, state in zip(template.snaps, template.states):
+        assert template.restore(fresh, snap) == state, f"lost data after a copy of {genuine} was planted"
+    assert not repo.store.exists(name)  # quarantined by the repair (or deleted by prune as garbage)
+    assert check_repository(Repository.open(repo.store, "pw"), read_data=True).ok
+
