@@ -288,3 +288,37 @@ def test_a_damaged_copy_of_a_blob_with_an_intact_copy_elsewhere_loses_nothing(en
     assert "nothing was lost" in q.hint
     assert check_repository(env.fresh(), read_data=True).ok
     env.assert_restores(env.fresh())
+
+
+def test_a_repair_interrupted_before_removing_a_suspect_leaves_it_untrusted(env):
+    """A pack written with a bad blob hashes to its name; repair judges it, copies it to
+    quarantine/, and dies before deleting it from data/. No backup and no prune adopts it."""
+    from ebas.crypto.ids import pack_id
+    from ebas.errors import TransientStoreError
+    from ebas.repo.pack import KIND_DATA, PackEntry, encode_header
+    from ebas.repo.repository import Repository
+    from ebas.storage import open_store
+    from ebas.storage.wrappers.faulty import FaultyStore
+
+    payload = os.urandom(20_000)
+    bid = env.repo.ids.blob_id(payload)
+    stored, codec = env.repo.codec.encode(bid, payload)
+    stored = stored[:30] + bytes([stored[30] ^ 1]) + stored[31:]  # damaged before the pack was hashed
+    data = stored + encode_header(env.repo.aead, [PackEntry(bid, KIND_DATA, codec, 0, len(stored), len(payload))])
+    bad = pack_name(pack_id(data))
+    env.repo.store.put(bad, data)
+    faulty = FaultyStore(open_store(env.root, fsync=False))
+    faulty.faults.fail("delete", prefix="data/")
+    with pytest.raises(TransientStoreError):
+        rebuild_index(Repository.open(faulty, "pw"))
+    assert bad in env.names("data/") and env.repo.store.exists("quarantine/" + bad)
+    with open(os.path.join(env.src, "late.bin"), "wb") as f:
+        f.write(payload)
+    snap = backup(env)
+    assert snap.stats["packs_adopted"] == 0
+    assert env.restore(snap, env.fresh()) == read_tree(env.src)
+    res = prune(env.fresh(), grace_ns=0, max_wait=0, max_unused=0.0)
+    assert res.plan["packs_adopt"] == 0
+    assert bad not in env.names("data/")  # unindexed and needed by nothing: garbage
+    assert rebuild_index(env.fresh()).ok and check_repository(env.fresh(), read_data=True).ok
+    env.assert_restores(env.fresh())

@@ -46,7 +46,7 @@ from ebas.lifecycle.reachability import KeySet, References, collect_references, 
 from ebas.lifecycle.readable import all_snapshots
 from ebas.repo.dedup import DedupTable
 from ebas.repo.index import ENTRY_DTYPE, IndexSegment, check_segment_name
-from ebas.repo.pack import PackEntry, pack_id_from_name, pack_name, read_pack_header
+from ebas.repo.pack import QUARANTINE, PackEntry, pack_id_from_name, pack_name, read_pack_header
 from ebas.repo.prunestate import condemned_packs
 from ebas.repo.treeahead import TreeAhead
 
@@ -275,9 +275,10 @@ def make_plan(repo, *, max_unused: float = 0.10, grace_ns: int = 3600 * 10**9, n
 
 
 def _hashes_to_name(repo, pid: bytes) -> bool:
-    """True if the pack's bytes hash to its name (reads the whole pack)."""
+    """True if the pack's bytes hash to its name (reads the whole pack) and no unfinished
+    'repair index' judged it not intact (left a copy under ``quarantine/``)."""
     try:
-        return hash_pack(repo.store.get(pack_name(pid))) == pid
+        return hash_pack(repo.store.get(pack_name(pid))) == pid and not repo.store.exists(QUARANTINE + pack_name(pid))
     except DAMAGE:
         return False
 

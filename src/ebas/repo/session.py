@@ -23,7 +23,16 @@ from dataclasses import dataclass
 from ebas.crypto.ids import pack_id as hash_pack
 from ebas.errors import EbasError, IntegrityError
 from ebas.repo.index import IndexSegment, segment_name
-from ebas.repo.pack import KIND_DATA, KIND_TREE, PackEntry, encode_header, pack_id_from_name, pack_name, read_pack_header
+from ebas.repo.pack import (
+    KIND_DATA,
+    KIND_TREE,
+    QUARANTINE,
+    PackEntry,
+    encode_header,
+    pack_id_from_name,
+    pack_name,
+    read_pack_header,
+)
 from ebas.repo.prunestate import condemned_packs
 
 
@@ -236,8 +245,8 @@ class WriteSession:
                 continue
             try:
                 entries = read_pack_header(self.repo.store, info.name, self.repo.aead, size=info.size)
-                if hash_pack(self.repo.store.get(info.name)) != pid:
-                    continue  # damaged or misnamed: left for check and 'ebas repair index'
+                if hash_pack(self.repo.store.get(info.name)) != pid or self.repo.store.exists(QUARANTINE + info.name):
+                    continue  # damaged, misnamed, or judged not intact by a repair that did not finish
             except EbasError:
                 continue  # a damaged orphan is left for check/prune to report
             with self._lock:

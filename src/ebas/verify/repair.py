@@ -44,10 +44,17 @@ from ebas.crypto.ids import pack_id as hash_pack
 from ebas.errors import IntegrityError, InvalidRange, ObjectNotFound, PermissionDenied
 from ebas.repo.dedup import DedupTable
 from ebas.repo.index import IndexSegment, check_segment_name, segment_name
-from ebas.repo.pack import PackEntry, encode_header, pack_id_from_name, pack_name, parse_pack, read_pack_header
+from ebas.repo.pack import (
+    QUARANTINE,
+    PackEntry,
+    encode_header,
+    pack_id_from_name,
+    pack_name,
+    parse_pack,
+    read_pack_header,
+)
 
 MAX_SEGMENT_ENTRIES = 100_000
-QUARANTINE = "quarantine/"
 DAMAGE = (IntegrityError, ObjectNotFound, InvalidRange)
 _SEGMENT = re.compile(r"index/[0-9a-f]{64}")
 Progress = Callable[[str, int, int], None]
