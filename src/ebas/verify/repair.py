@@ -31,7 +31,8 @@ this order, so that a crash at any moment leaves a usable index and loses nothin
 A crash before step 5 ends leaves the old segments in force next to some new ones (the
 same blobs listed twice, harmless) and maybe unindexed salvage packs (indexed by the next
 repair or adopted by the next backup). A crash after it leaves superseded segments or
-suspects still in ``data/``: the next repair finishes the job.
+suspects still in ``data/``, unindexed; their copies under ``quarantine/`` keep backups and
+prune from adopting them, and the next repair finishes the job.
 """
 
 from __future__ import annotations
