@@ -322,3 +322,29 @@ def test_a_repair_interrupted_before_removing_a_suspect_leaves_it_untrusted(env)
     assert bad not in env.names("data/")  # unindexed and needed by nothing: garbage
     assert rebuild_index(env.fresh()).ok and check_repository(env.fresh(), read_data=True).ok
     env.assert_restores(env.fresh())
+
+
+def test_an_indexed_damaged_copy_of_a_pack_being_repacked_never_costs_the_genuine_pack(env):
+    """Found by the property test: the copy is the keeper and is itself to be repacked; its
+    damaged blob makes the repack skip it, so the genuine pack must not be deleted either."""
+    from ebas.lifecycle.forget import forget
+    from ebas.lifecycle.pruneplan import make_plan
+
+    forget(env.fresh(), snapshot_ids=[env.snaps[0].id])
+    plan = make_plan(env.fresh(), grace_ns=0, max_unused=0.0)
+    pid, rows = next((p, r) for p, r in sorted(plan.repack.items()) if len(r))
+    genuine = pack_name(pid)
+    fake = impostor_name(env, genuine)
+    data = bytearray(env.repo.store.get(genuine))
+    data[int(rows[0]["offset"]) + 5] ^= 0x02  # a live blob of the copy is damaged
+    env.repo.store.put(fake, bytes(data))
+    seg = IndexSegment.from_packs({bytes.fromhex(fake.rsplit("/", 1)[1]): parse_pack(env.repo.aead, bytes(data))})
+    stored = seg.encode(env.repo.aead)
+    env.repo.store.put(segment_name(stored), stored)
+    with pytest.raises(IntegrityError, match="do not hash to their names"):
+        prune(env.fresh(), grace_ns=0, max_wait=0, max_unused=0.0)
+    assert genuine in env.names("data/")
+    rebuild_index(env.fresh())
+    prune(env.fresh(), grace_ns=0, max_wait=0, max_unused=0.0)
+    assert check_repository(env.fresh(), read_data=True).ok
+    assert env.restore(env.snaps[-1], env.fresh()) == read_tree(env.src)

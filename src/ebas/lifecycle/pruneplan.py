@@ -291,7 +291,9 @@ def _vouch(repo, plan: PrunePlan) -> None:
             plan.suspect[pid] = (f"pack {pid.hex()[:16]} holds blobs that snapshots need but does not hash to its name; "
                                  "neither adopted nor deleted: run 'ebas repair index' (it salvages its intact blobs)")
     doomed = plan.delete | set(plan.repack)
-    needed = sorted({k for p in doomed for k in plan.relies_on.get(p, ())} - doomed)
+    # a keeper being repacked counts too: a damaged keeper is left unrepacked (kept), so the
+    # other copies must not go because of it
+    needed = sorted({k for p in doomed for k in plan.relies_on.get(p, ())})
     bad = [k for k in needed if not _hashes_to_name(repo, k)]
     if bad:
         raise IntegrityError(f"{len(bad)} pack(s) holding the only copies prune would keep of some blobs do not hash "
