@@ -348,3 +348,33 @@ def test_an_indexed_damaged_copy_of_a_pack_being_repacked_never_costs_the_genuin
     prune(env.fresh(), grace_ns=0, max_wait=0, max_unused=0.0)
     assert check_repository(env.fresh(), read_data=True).ok
     assert env.restore(env.snaps[-1], env.fresh()) == read_tree(env.src)
+
+
+def test_a_store_that_refuses_the_delete_leaves_the_suspect_unindexed_and_untrusted(env):
+    from ebas.errors import PermissionDenied
+    from ebas.repo.repository import Repository
+    from ebas.storage import open_store
+    from ebas.storage.wrappers.faulty import FaultyStore
+
+    name, off, length = env.locate(data_blob(env))
+    env.flip(name, off + length // 2)
+    faulty = FaultyStore(open_store(env.root, fsync=False))
+    faulty.faults.fail("delete", prefix="data/", times=None, exc=PermissionDenied("append-only credentials"))
+    rep = rebuild_index(Repository.open(faulty, "pw"))
+    [q] = rep.quarantined
+    assert q.moved_to == "" and "refused to delete" in q.hint and "append-only credentials" in q.hint
+    assert "left in data/" in rep.summary() and name in env.names("data/")
+    snap = backup(env)  # neither adopted (hash, quarantine copy) nor deduplicated against
+    assert snap.stats["packs_adopted"] == 0 and env.restore(snap, env.fresh()) == read_tree(env.src)
+
+
+def test_two_different_suspects_under_one_name_get_two_quarantine_copies(env):
+    packs = env.names("data/")
+    fake = impostor_name(env, packs[0])
+    for genuine in packs[:2]:
+        env.repo.store.put(fake, env.repo.store.get(genuine))
+        [q] = rebuild_index(env.fresh()).quarantined
+        assert q.name == fake
+    assert env.names("quarantine/") == sorted(["quarantine/" + fake, "quarantine/" + fake + ".1"])
+    assert env.repo.store.get("quarantine/" + fake + ".1") == env.repo.store.get(packs[1])
+    assert check_repository(env.fresh(), read_data=True).ok
