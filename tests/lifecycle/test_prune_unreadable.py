@@ -21,6 +21,7 @@ from ebas.lifecycle.pruneplan import make_plan
 from ebas.lifecycle.retention import RetentionPolicy
 from ebas.repo import prunestate
 from ebas.repo import snapshots as snapcodec
+from ebas.repo.pack import pack_name
 from ebas.runtime import SYSTEM_ENTROPY, FakeClock
 
 PASSWORD = "correct horse battery staple"
@@ -114,19 +115,28 @@ def test_the_plan_itself_refuses(unique):
         make_plan(fresh(repo), grace_ns=0)
 
 
-def test_object_lock_upkeep_refuses_an_unreadable_snapshot(repos):
+def test_object_lock_upkeep_fails_on_an_unreadable_snapshot_after_extending_the_readable_ones(repos):
     clock = FakeClock(T0)
     repo = repos.init(store=RetainingStore(clock), clock=clock)
-    quick_snapshot(repo, T0, payload=b"kept alive by the first snapshot")
+    first = quick_snapshot(repo, T0, payload=b"kept alive by the first snapshot")
     second = quick_snapshot(repo, T0 + 1, host="other", payload=b"only in the second")
     clock.advance(3 * 86400)
+    third = quick_snapshot(repo, T0 + 3 * DAY, payload=b"kept alive by the first snapshot")  # dedups
     damage(repo, second.id, "flip-middle")
     before = dict(repo.store.until)
-    for dry_run in (True, False):
-        with pytest.raises(IntegrityError, match=f"cannot be read.*{second.id[:12]}") as err:
-            extend_locks(fresh(repo), dry_run=dry_run)
-        assert "object-lock upkeep" in err.value.message
+    with pytest.raises(IntegrityError, match=f"cannot be read.*{second.id[:12]}") as err:
+        extend_locks(fresh(repo), dry_run=True)
+    assert "object-lock upkeep" in err.value.message and "would extend the retention of 2 pack(s)" in err.value.message
     assert repo.store.until == before and repo.store.extended == []
+    with pytest.raises(IntegrityError, match=second.id[:12]) as err:
+        extend_locks(fresh(repo))
+    assert "extended the retention of 2 pack(s)" in err.value.message and err.value.exit_code == EXIT_INTEGRITY
+    assert "may not be retained long enough" in err.value.message
+    r = fresh(repo)
+    tree = bytes.fromhex(third.tree)
+    assert third.tree == first.tree  # the newer snapshot shares the first one's tree and data
+    shared = {pack_name(r.index.table.lookup(b)[0]) for b in (tree, r.load_tree(tree)[0].chunk_ids[0])}
+    assert sorted(repo.store.extended) == sorted(shared)  # the readable snapshots' packs still got their time
 
 
 def test_phase_two_keeps_condemned_packs_while_a_new_snapshot_is_unreadable(repos, tmp_path):

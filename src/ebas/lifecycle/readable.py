@@ -27,13 +27,14 @@ def all_snapshots(repo, doing: str) -> list[Snapshot]:
     return snaps
 
 
-def refuse_unreadable(problems: list[str], doing: str) -> None:
-    """Raise ``IntegrityError`` if ``problems`` (``"snapshots/<id>: why"`` lines) is not empty."""
+def refuse_unreadable(problems: list[str], doing: str, outcome: str = "nothing was deleted or changed") -> None:
+    """Raise ``IntegrityError`` if ``problems`` (``"snapshots/<id>: why"`` lines) is not empty;
+    the message ends with ``outcome`` (what the command did or did not do)."""
     if not problems:
         return
     shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
     raise IntegrityError(f"{len(problems)} snapshot object(s) cannot be read ({shown}); {doing} cannot tell what "
-                         "they need, and unreadable is not unreferenced: nothing was deleted or changed", hint=HINT)
+                         f"they need, and unreadable is not unreferenced: {outcome}", hint=HINT)
 
 
 __all__ = ["all_snapshots", "refuse_unreadable"]
