@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 WARNING_KINDS = frozenset({"unindexed-pack", "unindexed-pack-damaged", "leftover-upload", "foreign-object",
                            "prune-pending", "prune-record-damaged", "quarantined-object"})
 
-HINT_REPAIR = "run 'ebas repair index' to rebuild the index from pack headers"
+HINT_REPAIR = "run 'ebas repair index' to rebuild the index from the packs (it reads every pack whole)"
 HINT_LOST = ("copy the damaged object from a replica if one has it (a pack is proved by its name); otherwise "
              "run 'ebas repair index' before the next backup: it keeps every blob that still verifies, moves a "
              "damaged pack to quarantine/ and leaves its damaged blobs out of the index, so the next backup stores "
