@@ -112,14 +112,14 @@ def test_rebuild_of_a_healthy_index_lists_the_same_blobs(env):
     before = env.entries()
     old = env.names("index/")
     report = rebuild_index(env.repo)
-    assert report.ok and report.unreadable_packs == []
+    assert report.ok and report.quarantined == [] and report.packs_written == []
     assert report.packs_read == len(env.names("data/"))
     assert report.blobs_indexed == len(before)
     assert sorted(report.segments_removed) == old
     assert env.names("index/") == sorted(report.segments_written)
     assert env.entries() == before
     assert env.repo.locks().list() == []  # the exclusive lock is gone
-    assert report.summary().startswith(f"read {report.packs_read} pack header(s), indexed {len(before)} blob(s)")
+    assert report.summary().startswith(f"read {report.packs_read} intact pack(s), indexed {len(before)} blob(s)")
     env.assert_clean()
 
 
@@ -212,19 +212,25 @@ def test_rebuild_needs_the_exclusive_lock(env):
 def test_unreadable_pack_header_is_reported_and_its_verified_blobs_are_kept(env):
     name = env.names("data/")[0]
     size = env.repo.store.stat(name).size
+    original = env.repo.store.get(name)
     env.poke(name, size - TRAILER.size - 2)  # damage the header only
     report = rebuild_index(env.repo)
     assert not report.ok
-    [bad] = report.unreadable_packs
-    assert bad.name == name and name.rsplit("/", 1)[1][:16] in bad.message
-    assert bad.hint == "restore the pack from a replica or run prune to drop it"
-    assert bad.salvaged > 0 and report.blobs_salvaged == bad.salvaged
-    assert report.to_json()["unreadable_packs"][0]["name"] == name
+    [bad] = report.quarantined
+    assert bad.name == name and "header is unreadable" in bad.reason and "do not hash to its name" in bad.reason
+    assert bad.moved_to == "quarantine/" + name and name not in env.names("data/")
+    assert env.repo.store.get(bad.moved_to)[:-TRAILER.size - 2] == original[:-TRAILER.size - 2]
+    assert bad.damaged == 0 and "nothing was lost" in bad.hint
+    assert bad.salvaged > 0 and report.blobs_salvaged == bad.salvaged and len(report.packs_written) == 1
+    assert report.to_json()["quarantined"][0]["name"] == name
     text = report.summary()
-    assert f"unreadable pack {name}" in text and f"kept {bad.salvaged} verified blob(s)" in text
-    assert "hint: restore the pack from a replica" in text
-    assert check_repository(env.open()).ok  # every blob is still found and readable
+    assert f"quarantined pack {name} (moved to quarantine/{name})" in text
+    assert f"{bad.salvaged} intact blob(s) copied to new packs" in text
+    deep = check_repository(env.open(), read_data=True)  # every blob is still found and readable
+    assert deep.ok and [p.kind for p in deep.problems] == ["quarantined-object"]
     assert env.restored() == tree_bytes(env.src)
+    again = rebuild_index(env.repo)  # idempotent: the salvage pack is intact
+    assert again.ok and again.quarantined == []
 
 
 def test_damaged_blobs_leave_the_index_so_the_next_backup_stores_them_again(env):
@@ -238,13 +244,13 @@ def test_damaged_blobs_leave_the_index_so_the_next_backup_stores_them_again(env)
     env.poke(name, off + length // 2)  # a damaged blob ...
     env.poke(name, env.repo.store.stat(name).size - TRAILER.size - 2)  # ... and header
     report = rebuild_index(env.repo)
-    [bad] = report.unreadable_packs
-    assert bad.name == name
+    [bad] = report.quarantined
+    assert bad.name == name and bad.damaged == 1 and bad.damaged_ids == [node.chunk_ids[1].hex()[:16]]
     assert node.chunk_ids[1] not in env.open().index.table  # dropped, not trusted
-    damaged = check_repository(env.open())
+    damaged = check_repository(env.open(), read_data=True)
     by_kind = {p.kind: p for p in damaged.errors}
-    assert set(by_kind) == {"data-missing", "pack-size-mismatch"}  # the index lists fewer blobs now
-    assert by_kind["data-missing"].object.endswith("a/one.bin") and by_kind["pack-size-mismatch"].object == name
+    assert set(by_kind) == {"data-missing"}  # the rest of the pack lives on in a new pack
+    assert by_kind["data-missing"].object.endswith("a/one.bin")
     env.repo.invalidate_index()
     fresh = env.backup()  # re-reads a/one.bin because its data is missing
     assert env.restored(snap=fresh) == tree_bytes(env.src)
@@ -265,12 +271,13 @@ def test_junk_under_a_pack_name_is_reported_unreadable(env):
     junk = b"definitely not a pack" * 3
     name = pack_name(pack_id(junk))
     env.repo.store.put(name, junk)
+    packs = len(env.names("data/"))
     report = rebuild_index(env.repo)
-    assert [(p.name, p.salvaged) for p in report.unreadable_packs] == [(name, 0)]
-    assert "header unreadable" in report.unreadable_packs[0].message
-    assert report.packs_read == len(env.names("data/")) - 1
+    assert [(p.name, p.salvaged, p.damaged) for p in report.quarantined] == [(name, 0, 0)]
+    assert "header is unreadable" in report.quarantined[0].reason
+    assert report.packs_read == packs - 1 and name not in env.names("data/")
     check = check_repository(env.open(), read_data=True)
-    assert check.ok and {p.kind for p in check.problems} == {"unindexed-pack-damaged"}
+    assert check.ok and {p.kind for p in check.problems} == {"quarantined-object"}
 
 
 def test_salvage_ignores_damaged_old_segments(env):
@@ -279,7 +286,7 @@ def test_salvage_ignores_damaged_old_segments(env):
     for seg in env.names("index/"):
         env.poke(seg, 40)  # no old segment can vouch for the pack's blobs
     report = rebuild_index(env.repo)
-    assert [(p.name, p.salvaged) for p in report.unreadable_packs] == [(name, 0)]
+    assert [(p.name, p.salvaged) for p in report.quarantined] == [(name, 0)]
     assert report.blobs_salvaged == 0
     assert not check_repository(env.open()).ok  # that pack's data is unreachable now
 
@@ -288,4 +295,4 @@ def test_progress_is_reported_per_pack(env):
     seen = []
     rebuild_index(env.repo, progress=lambda phase, done, total: seen.append((phase, done, total)))
     packs = len(env.names("data/"))
-    assert seen == [("headers", i, packs) for i in range(packs)]
+    assert seen == [("packs", i, packs) for i in range(packs + 1)]

@@ -35,7 +35,13 @@ def repair_group():
 @json_option
 @click.pass_context
 def repair_index_cmd(ctx):
-    """Rebuild the index (dedup table) from the pack headers."""
+    """Rebuild the index (dedup table) from the packs.
+
+    Reads every pack whole: intact packs are indexed; of the others (changed bytes, a copy
+    under another pack's name) the blobs that still verify are kept in new packs, damaged
+    blobs leave the index (the next backup stores that data again), and the pack is moved
+    to quarantine/.
+    """
     from ebas.verify.repair import rebuild_index
 
     env = get_env(ctx)

@@ -126,6 +126,10 @@ def forget_cmd(ctx, snapshots, keep_last, keep_hourly, keep_daily, keep_weekly, 
                              parse_duration(keep_within) if keep_within else 0.0, tuple(keep_tags))
     groups = [g.strip() for g in group_by.split(",") if g.strip()]
     repo = env.open_repo()
+    if then_prune and not dry_run:  # refuse before removing anything, not halfway
+        from ebas.lifecycle.readable import all_snapshots
+
+        all_snapshots(repo, "forget --prune")
     res = forget(repo, None if snapshots and policy.empty else policy, snapshot_ids=list(snapshots), dry_run=dry_run,
                  allow_empty=allow_empty, group_by=groups, host=host, tags=list(tags) or None, path=path,
                  tz=_local_tz())

@@ -10,7 +10,10 @@ ever lengthened. Run it after the nightly backups (it is cheap when nothing chan
 tree walk plus one HEAD per pack).
 
 Trees are walked newest snapshot first and each distinct tree once: a tree already seen
-belongs to a newer snapshot, which already gave its blobs the later date.
+belongs to a newer snapshot, which already gave its blobs the later date. An unreadable
+snapshot object makes the upkeep fail (exit 13, naming it) after the packs of the readable
+snapshots were extended: lengthening is never harmful, and the packs only the unreadable
+snapshot needs cannot be known, so success would be a lie.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from ebas.errors import IntegrityError, UsageError
+from ebas.lifecycle.readable import refuse_unreadable
 from ebas.repo.locks import reader_lock
 from ebas.repo.pack import pack_name
 from ebas.repo.tree import DIR, FILE
@@ -56,7 +60,8 @@ class LockExtendResult:
 
 
 def pack_deadlines(repo, days: float) -> tuple[dict[bytes, int], int, int]:
-    """``({pack id: retain-until ns}, snapshots, trees)`` for every pack a snapshot needs."""
+    """``({pack id: retain-until ns}, snapshots, trees)`` for every pack a readable snapshot
+    needs (the unreadable ones are in ``repo.snapshot_problems`` afterwards)."""
     snaps = sorted(repo.snapshots(refresh=True), key=lambda s: s.time_ns, reverse=True)
     table = repo.index.table
     need: dict[bytes, int] = {}
@@ -91,7 +96,9 @@ def pack_deadlines(repo, days: float) -> tuple[dict[bytes, int], int, int]:
 
 def extend_locks(repo, *, dry_run: bool = False, now_ns: int | None = None) -> LockExtendResult:
     """Lengthen the retention of every pack to the latest date a snapshot needing it must
-    stay intact (see the module docstring). Raises ``UsageError`` without object lock."""
+    stay intact (see the module docstring). Raises ``UsageError`` without object lock, and
+    ``IntegrityError`` naming the unreadable snapshot objects if there are any (after
+    extending the packs of the readable ones)."""
     lock = repo.config.object_lock
     if not lock and (from_store := repo.store.object_lock()):
         lock = {"mode": from_store[0], "days": from_store[1]}
@@ -119,6 +126,11 @@ def extend_locks(repo, *, dry_run: bool = False, now_ns: int | None = None) -> L
 
         with ThreadPoolExecutor(REQUEST_THREADS, thread_name_prefix="ebas-lock") as pool:
             changed = list(pool.map(one, todo))
+    # the packs only an unreadable snapshot needs are unknown: their retention may lapse
+    verb = "would extend" if dry_run else "extended"
+    refuse_unreadable(repo.snapshot_problems, "object-lock upkeep",
+                      f"it {verb} the retention of {sum(changed)} pack(s) the readable snapshots need, but the packs "
+                      "only the unreadable ones need may not be retained long enough")
     res.packs_extended = sum(changed)
     res.packs_current = len(changed) - res.packs_extended
     if todo:

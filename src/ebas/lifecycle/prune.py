@@ -38,6 +38,7 @@ from typing import Callable
 import numpy as np
 
 from ebas.errors import IntegrityError, LockError, ObjectNotFound, PermissionDenied, UsageError
+from ebas.lifecycle import readable
 from ebas.lifecycle.pruneplan import (
     DAMAGE,
     IndexView,
@@ -119,6 +120,7 @@ def prune(repo, *, max_unused: float = 0.10, grace: float = 3600.0, max_wait: fl
         step("plan", 0, 1)
         plan = make_plan(repo, max_unused=max_unused, grace=grace, progress=step)
         res.plan = plan.summary()
+        res.problems.extend(plan.suspect.values())
         if dry_run:
             res.pending = [{"record": r.name, "packs": len(r.packs)} for r in records]
             return res
@@ -302,6 +304,11 @@ def _finish(repo, rec: prunestate.PendingDeletion, lock, res: PruneResult, *, ma
         repo.clock.sleep(min(poll, max(0.0, deadline - repo.clock.monotonic())))
     seen = set(rec.snapshots)
     new = [s for s in repo.snapshots(refresh=True) if s.id not in seen]  # before the index: see make_plan
+    if repo.snapshot_problems:  # it may need a condemned pack: unreadable is never unreferenced
+        res.problems.append(f"{rec.name}: {len(repo.snapshot_problems)} snapshot object(s) cannot be read "
+                            f"({'; '.join(repo.snapshot_problems[:3])}); nothing deleted: {readable.HINT}")
+        res.pending.append({"record": rec.name, "packs": len(rec.packs), "waiting_for": []})
+        return
     repo.invalidate_index()
     if repo.index.damaged:
         res.problems.append(f"{rec.name}: the index is damaged; nothing deleted (run 'ebas repair index', then prune)")

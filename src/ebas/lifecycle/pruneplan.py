@@ -11,7 +11,8 @@ packs, reads the headers of packs that no index names, walks every snapshot's tr
   space left after prune down to ``max_unused`` of the space stored (emptiest packs
   first): its live blobs are copied to new packs, then it is deleted;
 * **delete**: indexed and holding no live blob, or unindexed, holding nothing a snapshot
-  needs and older than the grace period;
+  needs and older than the grace period (an unindexed pack whose header is unreadable
+  is kept while some blob a snapshot needs is in no readable pack: it may hold it);
 * **adopt**: unindexed but holding blobs a snapshot needs that no indexed pack has
   (a lost index segment): it is indexed again, never deleted;
 * **drop**: indexed but missing from the store and holding nothing live: its index
@@ -19,6 +20,13 @@ packs, reads the headers of packs that no index names, walks every snapshot's tr
 * packs that are young and unindexed (a backup may be writing them), condemned by an
   unfinished prune, or under write-once retention (S3 Object Lock: the store would refuse
   the delete, and a repack would only add copies) are left alone.
+
+Nothing is trusted that might not be what it seems: an unreadable snapshot object stops
+the plan (:mod:`ebas.lifecycle.readable`), as does an unreadable index segment or tree. A
+pack to adopt must hash to its name (else it is neither adopted nor deleted, and
+``suspect`` names it). When a pack is deleted or repacked because another pack holds
+the live copy of some of its blobs, that other pack is read whole first and must hash to
+its name: a copy stored under a wrong name never costs the genuine pack.
 
 When a blob is stored in several packs, one copy is the *keeper* (the copy in the pack
 with the highest share of live bytes, then in the newest pack); the others count as unused.
@@ -32,11 +40,13 @@ from typing import Callable
 
 import numpy as np
 
+from ebas.crypto.ids import pack_id as hash_pack
 from ebas.errors import EbasError, IndexDamaged, IntegrityError, InvalidRange, ObjectNotFound
 from ebas.lifecycle.reachability import KeySet, References, collect_references, split_ids
+from ebas.lifecycle.readable import all_snapshots
 from ebas.repo.dedup import DedupTable
 from ebas.repo.index import ENTRY_DTYPE, IndexSegment, check_segment_name
-from ebas.repo.pack import PackEntry, pack_id_from_name, pack_name, read_pack_header
+from ebas.repo.pack import QUARANTINE, PackEntry, pack_id_from_name, pack_name, read_pack_header
 from ebas.repo.prunestate import condemned_packs
 from ebas.repo.treeahead import TreeAhead
 
@@ -134,6 +144,8 @@ class PrunePlan:
     locked: dict[bytes, int] = field(default_factory=dict)  # pack -> retain-until ns (write-once retention)
     pending: set[bytes] = field(default_factory=set)
     unreadable_unindexed: set[bytes] = field(default_factory=set)
+    suspect: dict[bytes, str] = field(default_factory=dict)  # unindexed, needed, not hashing to its name: kept
+    relies_on: dict[bytes, set[bytes]] = field(default_factory=dict)  # pack -> packs holding the live copies
     snapshots: list[str] = field(default_factory=list)
     uncovered: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # referenced, in no indexed pack
     blobs_missing: int = 0
@@ -167,6 +179,7 @@ class PrunePlan:
             "packs_young_unindexed": len(self.young), "packs_pending_delete": len(self.pending),
             "packs_locked": len(self.locked),
             "locked_until_ns": max(self.locked.values()) if self.locked else 0,
+            "packs_suspect": len(self.suspect),
             "blobs_missing": self.blobs_missing, "reclaimable_bytes": self.reclaimable_bytes,
         }
 
@@ -226,7 +239,7 @@ def make_plan(repo, *, max_unused: float = 0.10, grace: float = 3600.0, now_ns: 
     now = repo.clock.now_ns() if now_ns is None else now_ns
     # snapshots first: every snapshot listed had its index segments written before it,
     # so the index read next locates everything they need
-    snaps = repo.snapshots(refresh=True)
+    snaps = all_snapshots(repo, "prune")  # an unreadable snapshot stops prune: it may need anything
     repo.invalidate_index()
     view = load_index_view(repo)
     repo.require_healthy_index()
@@ -258,7 +271,37 @@ def make_plan(repo, *, max_unused: float = 0.10, grace: float = 3600.0, now_ns: 
     _classify(plan, max_unused)
     _unindexed(plan, orphan_entries, unindexed, now, round(grace * 1e9))
     _locked(repo, plan, now)
+    _vouch(repo, plan)
     return plan
+
+
+def _hashes_to_name(repo, pid: bytes) -> bool:
+    """True if the pack's bytes hash to its name (reads the whole pack) and no unfinished
+    'repair index' judged it not intact (left a copy under ``quarantine/``)."""
+    try:
+        return hash_pack(repo.store.get(pack_name(pid))) == pid and not repo.store.exists(QUARANTINE + pack_name(pid))
+    except DAMAGE:
+        return False
+
+
+def _vouch(repo, plan: PrunePlan) -> None:
+    """Packs to adopt, and packs whose copies make others deletable, must be genuine."""
+    for pid in sorted(plan.adopt):
+        if not _hashes_to_name(repo, pid):
+            del plan.adopt[pid]
+            plan.suspect[pid] = (f"pack {pid.hex()[:16]} holds blobs that snapshots need but does not hash to its name; "
+                                 "neither adopted nor deleted: run 'ebas repair index' (it salvages its intact blobs)")
+    doomed = plan.delete | set(plan.repack)
+    # a keeper being repacked counts too: a damaged keeper is left unrepacked (kept), so the
+    # other copies must not go because of it
+    needed = sorted({k for p in doomed for k in plan.relies_on.get(p, ())})
+    bad = [k for k in needed if not _hashes_to_name(repo, k)]
+    if bad:
+        raise IntegrityError(f"{len(bad)} pack(s) holding the only copies prune would keep of some blobs do not hash "
+                             f"to their names ({', '.join(pack_name(k) for k in bad[:5])}): each is a changed pack or "
+                             "a copy stored under another name, so prune deletes nothing",
+                             hint="run 'ebas repair index': it moves such packs to quarantine/ and keeps their intact "
+                                  "blobs; then run prune again")
 
 
 def _locked(repo, plan: PrunePlan, now: int) -> None:
@@ -316,6 +359,13 @@ def _classify(plan: PrunePlan, max_unused: float) -> None:
     live_count = np.bincount(pno[keeper], minlength=npk)
     covered = np.zeros(len(refs), bool)
     covered[pos[used]] = True
+    spare = used & ~keeper  # a live blob's other copies: their packs rely on the keeper's pack
+    if spare.any():
+        keeper_pack = np.full(len(refs), -1, np.int64)
+        keeper_pack[pos[keeper]] = pno[keeper]
+        pairs = np.unique(np.stack([pno[spare], keeper_pack[pos[spare]]], axis=1), axis=0)
+        for a, b in pairs.tolist():
+            plan.relies_on.setdefault(view.packs[a], set()).add(view.packs[b])
     plan.uncovered = np.flatnonzero(~covered)  # referenced keys no indexed pack holds
     plan.live_blobs = int(keeper.sum())
     plan.live_bytes = int(live_bytes.sum())
@@ -385,6 +435,11 @@ def _unindexed(plan: PrunePlan, orphan_entries: dict, unindexed: dict[bytes, Pac
         if pid in plan.adopt:
             continue
         plan.pack_bytes += info.size
+        if plan.blobs_missing and pid in plan.unreadable_unindexed:  # it may hold them: cannot tell
+            plan.suspect[pid] = (f"unindexed pack {pid.hex()[:16]} has an unreadable header and {plan.blobs_missing} "
+                                 "blob(s) that snapshots need are in no pack prune can read: kept; run 'ebas repair "
+                                 "index' (it salvages what still verifies) and 'ebas check'")
+            continue
         if grace_ns <= 0 or (info.mtime_ns and now - info.mtime_ns >= grace_ns):
             plan.delete.add(pid)
         else:

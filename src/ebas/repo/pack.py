@@ -26,6 +26,8 @@ TRAILER = struct.Struct("<I8s")
 ENTRY = struct.Struct("<32sBBIII")
 HEAD = struct.Struct("<BI")
 
+QUARANTINE = "quarantine/"  # + a pack's name: where 'ebas repair index' moves a pack that is not intact
+
 KIND_DATA = 0
 KIND_TREE = 1
 KIND_NAMES = {KIND_DATA: "data", KIND_TREE: "tree"}

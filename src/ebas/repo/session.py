@@ -23,7 +23,16 @@ from dataclasses import dataclass
 from ebas.crypto.ids import pack_id as hash_pack
 from ebas.errors import EbasError, IntegrityError
 from ebas.repo.index import IndexSegment, segment_name
-from ebas.repo.pack import KIND_DATA, KIND_TREE, PackEntry, encode_header, pack_id_from_name, pack_name, read_pack_header
+from ebas.repo.pack import (
+    KIND_DATA,
+    KIND_TREE,
+    QUARANTINE,
+    PackEntry,
+    encode_header,
+    pack_id_from_name,
+    pack_name,
+    read_pack_header,
+)
 from ebas.repo.prunestate import condemned_packs
 
 
@@ -221,8 +230,10 @@ class WriteSession:
     # ------------------------------------------------------------- recovery
     def adopt_unindexed_packs(self) -> int:
         """Index packs that are stored but not indexed (left by a crashed or concurrent
-        session) after verifying their headers, so their blobs are reused instead of
-        uploaded again. Returns the number of packs adopted."""
+        session) after verifying their headers and that their bytes hash to their names
+        (a pack changed since it was written, or a copy stored under another name, is
+        never trusted: 'ebas repair index' quarantines it), so their blobs are reused
+        instead of uploaded again. Returns the number of packs adopted."""
         adopted = 0
         condemned = condemned_packs(self.repo)  # a prune is deleting these: never depend on them
         for info in self.repo.store.list("data/"):
@@ -234,6 +245,8 @@ class WriteSession:
                 continue
             try:
                 entries = read_pack_header(self.repo.store, info.name, self.repo.aead, size=info.size)
+                if hash_pack(self.repo.store.get(info.name)) != pid or self.repo.store.exists(QUARANTINE + info.name):
+                    continue  # damaged, misnamed, or judged not intact by a repair that did not finish
             except EbasError:
                 continue  # a damaged orphan is left for check/prune to report
             with self._lock:

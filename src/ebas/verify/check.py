@@ -40,9 +40,11 @@ from ebas.verify.packdata import index_entries, verify_pack_bytes
 from ebas.verify.problems import (
     HINT_LOST,
     HINT_MISSING,
+    HINT_QUARANTINED,
     HINT_REPAIR,
     HINT_SNAPSHOT,
     HINT_UNINDEXED,
+    HINT_UNINDEXED_DAMAGED,
     WARNING_KINDS,
     CheckReport,
     Finding,
@@ -110,6 +112,9 @@ class _Checker:
                            "harmless: its transfer resumes it, or it can be aborted")
         except (EbasError, NotImplementedError):
             pass
+        for info in self.store.list("quarantine/"):
+            self.issue(("quarantine", info.name), "quarantined-object", info.name,
+                       f"{info.name} ({info.size} bytes) is in quarantine", HINT_QUARANTINED)
         self.report.problems = [i.problem() for i in self.issues.values()]
 
     # ------------------------------------------------------------------ index
@@ -189,7 +194,7 @@ class _Checker:
                                "the index", HINT_UNINDEXED)
             except DAMAGE as exc:
                 self.issue(("unindexed", pid), "unindexed-pack-damaged", name, f"pack {pid.hex()[:16]} is not "
-                           f"in the index and its header is unreadable: {exc}", "prune will remove it")
+                           f"in the index and its header is unreadable: {exc}", HINT_UNINDEXED_DAMAGED)
             if len(batch) >= 256:
                 seg, batch = IndexSegment.from_packs(batch), {}
                 self.orphans.add_segment(seg.packs, seg.entries)
@@ -212,7 +217,7 @@ class _Checker:
     def _check_pack_data(self, pid: bytes, name: str, data: bytes) -> None:
         short, indexed = pid.hex()[:16], pid in self.per_pack
         kind = "pack-corrupt" if indexed else "unindexed-pack-damaged"
-        hint = HINT_LOST if indexed else "prune will remove it"
+        hint = HINT_LOST if indexed else HINT_UNINDEXED_DAMAGED
         v = verify_pack_bytes(self.repo, pid, data, index_entries(self._entries(pid)) if indexed else None)
         if v.header_error:
             self.issue(("pack-header", pid), "pack-header-damaged" if indexed else kind, name, f"the header of "

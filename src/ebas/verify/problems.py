@@ -11,15 +11,23 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 WARNING_KINDS = frozenset({"unindexed-pack", "unindexed-pack-damaged", "leftover-upload", "foreign-object",
-                           "prune-pending", "prune-record-damaged"})
+                           "prune-pending", "prune-record-damaged", "quarantined-object"})
 
-HINT_REPAIR = "run 'ebas repair index' to rebuild the index from pack headers"
+HINT_REPAIR = "run 'ebas repair index' to rebuild the index from the packs (it reads every pack whole)"
 HINT_LOST = ("copy the damaged object from a replica if one has it (a pack is proved by its name); otherwise "
-             "run 'ebas repair index' so the next backup stores the affected files again")
+             "run 'ebas repair index' before the next backup: it keeps every blob that still verifies, moves a "
+             "damaged pack to quarantine/ and leaves its damaged blobs out of the index, so the next backup stores "
+             "those files again (the snapshots listed here cannot restore them unless the same bytes are backed up "
+             "again)")
+HINT_QUARANTINED = ("moved here by 'ebas repair index' because it was not intact (its intact blobs were kept); "
+                    "nothing uses it: delete it once no one needs it for forensics")
 HINT_MISSING = ("copy the lost pack from a replica if one has it; otherwise the next backup stores the file "
                 "again, and the listed snapshots cannot restore it")
 HINT_SNAPSHOT = "copy this snapshot object from a replica, or delete it: it cannot be restored"
 HINT_UNINDEXED = "unindexed pack: will be adopted by the next backup or removed by prune"
+HINT_UNINDEXED_DAMAGED = ("nothing trusts it (no backup adopts it); 'ebas repair index' keeps the blobs of it that "
+                          "still verify and moves it to quarantine/; otherwise prune removes it once no snapshot "
+                          "can need it")
 
 
 @dataclass(frozen=True)
