@@ -291,3 +291,25 @@ def test_cli_backup_restore_and_check_of_a_deep_tree(scratch, cli):
     assert cli("check", "--read-data").returncode == 0
     listing = cli.ok("ls", "latest", str(src), "--recursive").stdout
     assert listing.count(DEEP_NAME.encode()) == 1
+
+
+def test_synthetic_full_export_and_lock_upkeep_walk_a_5000_level_tree(deep):
+    """The other whole-snapshot walks: synthetic full (consolidating), export to another
+    repository, and the object-lock deadlines of every pack a snapshot needs."""
+    from ebas.lifecycle.objectlock import pack_deadlines
+    from ebas.lifecycle.synthetic import synthesize
+    from ebas.storage.registry import open_store
+    from ebas.transfer.export import export_snapshot
+
+    base, src, repo, _first = deep
+    synth = synthesize(repo, "latest", consolidate=True)
+    assert synth.blobs_copied >= DEPTH
+    need, _snaps, trees = pack_deadlines(repo, 7)
+    assert trees >= DEPTH and need
+    repo.snapshots(refresh=True)
+    result = export_snapshot(repo, synth.snapshot.id, open_store(str(base / "exported")), "pw2", new_key=True)
+    other = api.open_repository(str(base / "exported"), "pw2")
+    target = base / "from-export"
+    api.restore(other, result.snapshot.id, str(target))
+    restored = fd_tree_state(os.path.join(target, str(src).lstrip("/")))
+    assert restored == fd_tree_state(src)

@@ -62,7 +62,8 @@ def dumps(v) -> bytes:
 
 # ------------------------------------------------------------------ snapshots
 VALID_SNAPSHOT = snapshots.Snapshot(time_ns=1_700_000_000 * 10**9, host="h", paths=["/data"], tree=H,
-                                    tags=["daily"], parent=H, base=H, chain=H, stats={"files": 3},
+                                    tags=["daily"], parent=H, base=H, chain=H,
+                                    stats={"files": 3, "bytes_logical": 7, "synthetic": True, "synthesized_from": H},
                                     errors=["x"], holds=[{"type": "hold", "reason": "r", "until_ns": 0}])
 
 
@@ -74,7 +75,8 @@ def _use_snapshot(s: snapshots.Snapshot) -> None:
     json.dumps(s.to_json())
     snapshots.filter_snapshots([s], host=s.host, tags=s.tags or None, path=s.paths[0] if s.paths else None)
     snapshots.same_source(s, "h", ["/x"])
-    sum(int(v) for v in s.stats.values())
+    sum(int(v) for k, v in s.stats.items() if k.startswith(("files", "bytes")))
+    assert all(v is None or isinstance(v, (bool, int, float, str)) for v in s.stats.values())
     for h in s.holds:
         assert isinstance(h.get("type"), str) and type(h.get("until_ns", 0)) is int
 

@@ -177,7 +177,7 @@ def read_records(stream: IO[bytes]) -> Iterator[dict]:
         for line in reader:
             if line.strip():
                 yield json.loads(line)
-    except (zstandard.ZstdError, ValueError, UnicodeDecodeError) as exc:
+    except (zstandard.ZstdError, ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise UsageError(f"not a readable ebas catalog export: {exc}") from None
 
 

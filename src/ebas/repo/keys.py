@@ -350,7 +350,7 @@ def _load(store: Store, name: str) -> _KeyFile:
         raise _damaged(name, "its content does not match its name")
     try:
         doc = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         raise _damaged(name, "not valid JSON") from None
     if not isinstance(doc, dict) or set(doc) != _FIELDS:
         raise _damaged(name, "unexpected or missing fields")
@@ -387,7 +387,7 @@ def _try_open(keyfile: _KeyFile, secret: bytes) -> MasterKey | None:
         return None
     try:
         return MasterKey._from_plaintext(plaintext)
-    except (ValueError, KeyError, TypeError, EbasError):
+    except (ValueError, KeyError, TypeError, RecursionError, EbasError):
         # Authenticated yet malformed: written by a buggy or hostile password holder.
         raise KeyFileError(f"key file keys/{_short(keyfile.key_id)} holds a malformed master key") from None
 

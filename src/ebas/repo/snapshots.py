@@ -86,12 +86,19 @@ MAX_NAME = 4096  # host, user, tag, chain and parent ids: generous, but bounded
 _FIELDS = frozenset(f.name for f in fields(Snapshot)) - {"id"}
 
 
+_NUMERIC_STATS = ("files", "dirs", "others", "bytes", "blobs", "packs", "errors", "warnings", "duration")
+
+
 def _stats(f: Fields) -> dict:
-    """``stats``: an object of numbers (counters and durations)."""
+    """``stats``: an object of scalars; counters and sizes (``files``, ``bytes_*``, ...)
+    must be numbers, notes (``synthesized_from``, ``exported_from``) short strings."""
     stats = f.obj("stats", {})
     for k, v in stats.items():
-        if not is_number(v):
-            raise f.bad("stats", f"entry {k[:40]!r} must be a number")
+        if k.startswith(_NUMERIC_STATS):
+            if not is_number(v):
+                raise f.bad("stats", f"entry {k[:40]!r} must be a number")
+        elif not (v is None or type(v) is bool or is_number(v) or (type(v) is str and len(v) <= MAX_NAME)):
+            raise f.bad("stats", f"entry {k[:40]!r} must be a number, a short string, true/false or null")
     return dict(stats)
 
 
