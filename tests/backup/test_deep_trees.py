@@ -207,10 +207,16 @@ def test_ls_and_diff_reach_the_deepest_file(deep):
 
 def test_catalog_sync_finds_the_deepest_file(deep):
     base, src, repo, _first = deep
+    deepest = str(src) + "/d" * DEPTH + "/" + DEEP_NAME
     with api.catalog(repo, str(base / "catalog.db")) as cat:
         cat.sync(repo)
         hits = cat.find(FindQuery(pattern=DEEP_NAME, match="exact")).hits
-    assert hits and {h.path for h in hits} == {str(src) + "/d" * DEPTH + "/" + DEEP_NAME}
+        exported = io.BytesIO()
+        cat.export(exported)
+    assert hits and {h.path for h in hits} == {deepest}
+    with api.catalog(repo, str(base / "other-site.db"), site="b") as other:  # exchange between sites
+        other.import_(io.BytesIO(exported.getvalue()))
+        assert {h.path for h in other.find(FindQuery(pattern=DEEP_NAME, match="exact")).hits} == {deepest}
 
 
 def test_forget_then_prune_keeps_the_deep_snapshot_restorable(deep):
@@ -282,7 +288,7 @@ def test_cli_backup_restore_and_check_of_a_deep_tree(scratch, cli):
     """The same through the real executable, with --json output of long paths."""
     tmp_path = scratch
     src = tmp_path / "src"
-    make_chain(src, 2500)
+    make_chain(src, 1500, name="dd")  # past the recursion limit, and 4,500 bytes: past PATH_MAX
     cli.ok("init")
     out = json.loads(cli.ok("--json", "backup", str(src)).stdout)
     assert out["partial"] is False

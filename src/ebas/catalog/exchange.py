@@ -74,8 +74,10 @@ def _tree_entries(db: Backend, s: int, x: int, dir_ids: list[int]) -> tuple[dict
     for part in chunks(dir_ids, db.batch):
         in_sql, params = db.in_list("d.parent_id", part)
         for pid, nid, did, tree in db.q(
-                f"SELECT d.parent_id, d.name_id, d.id, t.tree FROM dirs d JOIN trees t ON t.dir_id = d.id "
-                f"WHERE {in_sql} AND t.source_id = ? AND t.first_pos <= ? AND t.last_pos >= ?", params + [s, x, x]):
+                # CROSS JOIN: SQLite loops over these directories first, not over every tree of the source
+                f"SELECT d.parent_id, d.name_id, d.id, t.tree FROM dirs d CROSS JOIN trees t "
+                f"WHERE t.dir_id = d.id AND {in_sql} AND t.source_id = ? AND t.first_pos <= ? AND t.last_pos >= ?",
+                params + [s, x, x]):
             sub[(pid, nid)] = (did, bytes(tree))
         in_sql, params = db.in_list("v.dir_id", part)
         for r in db.q('SELECT v.dir_id, v.name_id, n.name, n.raw, v.type, v.size, v.mtime, v.ctime, v.mode, v.uid, '
