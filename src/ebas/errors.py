@@ -218,6 +218,9 @@ class MalformedObject(IntegrityError):
         self.name = name
         self.problem = problem
 
+    def __reduce__(self):
+        return (type(self), (self.kind, self.name, self.problem), {"hint": self.hint})
+
 
 class SnapshotNotFound(RepositoryError):
     """No snapshot matches the given id, prefix or filter."""

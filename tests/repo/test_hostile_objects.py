@@ -207,6 +207,16 @@ def test_prune_record_decoder(doc):
         return
     assert all(len(p) == 32 for p in rec.pack_ids) and type(rec.created_ns) is int
     assert rec.waiting_for is None or all(type(w) is str for w in rec.waiting_for)
+    assert all(n.startswith("index/") for n in rec.segments + ([rec.compacted] if rec.compacted else []))
+
+
+@pytest.mark.parametrize("field, value", [("segments", ["keys/" + H]), ("segments", ["snapshots/" + H]),
+                                          ("compacted", "config"), ("packs", ["../x"])])
+def test_a_prune_record_cannot_name_objects_other_than_packs_and_index_segments(field, value):
+    doc = {"version": 1, "created_ns": 5, "packs": [H], "segments": ["index/" + H], "compacted": "index/" + H}
+    doc[field] = value
+    with pytest.raises(MalformedObject):
+        prunestate.decode(json.dumps(doc).encode(), "prune/x")
 
 
 @SETTINGS
@@ -293,3 +303,13 @@ def test_valid_objects_still_decode():
     assert [n.name for n in tree.decode_tree(tree.encode_tree(VALID_NODES))] == sorted(n.name for n in VALID_NODES)
     assert RepoConfig.decode(RepoConfig(repo_id="x" * 32).encode()).repo_id == "x" * 32
     assert math.isfinite(1.0) and base64.b64encode(b"") == b""
+
+
+def test_malformed_object_error_names_the_object_and_survives_pickling():
+    import pickle
+
+    err = MalformedObject("snapshot", "abc123", "field 'paths' must be a list, found null")
+    assert isinstance(err, IntegrityError) and err.exit_code == 13
+    assert err.message == "snapshot abc123 is malformed: field 'paths' must be a list, found null"
+    back = pickle.loads(pickle.dumps(err))
+    assert (back.kind, back.name, back.problem, back.hint) == (err.kind, err.name, err.problem, err.hint)

@@ -19,6 +19,7 @@ cannot be swapped); rewritten in place (atomically) as phase one progresses. JSO
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field
 
 from ebas.errors import IntegrityError, ObjectNotFound
@@ -80,11 +81,24 @@ def decode(plain: bytes, name: str) -> PendingDeletion:
     f = Fields(load_json(plain, "prune record", name), "prune record", name)
     return PendingDeletion(
         created_ns=f.int("created_ns"), host=f.str("host", ""), pid=f.int("pid", 0),
-        packs=f.str_list("packs", [], hex_ids=True), segments=f.str_list("segments", [], max_len=4096),
-        compacted=f.str("compacted", "", max_len=4096), snapshots=f.str_list("snapshots", [], max_len=4096),
+        packs=f.str_list("packs", [], hex_ids=True), segments=_segment_names(f, f.str_list("segments", [])),
+        compacted=_segment_names(f, [f.str("compacted", "", max_len=128)])[0],
+        snapshots=f.str_list("snapshots", [], max_len=4096),
         waiting_for=f.opt_str_list("waiting_for", max_len=4096), phase=f.str("phase", "marked", choices=PHASES),
         version=f.int("version", 1), name=name,
     )
+
+
+def _segment_names(f: Fields, names: list[str]) -> list[str]:
+    """Only index segment names: prune deletes what a record lists, so an authentic record
+    naming ``keys/...`` or ``snapshots/...`` must not make it delete those."""
+    for n in names:
+        if n and not _SEGMENT.fullmatch(n):
+            raise f.bad("segments", f"names {n[:80]!r}, which is not an index segment")
+    return names
+
+
+_SEGMENT = re.compile(r"index/[0-9a-f]{64}")
 
 
 def condemned_packs(repo) -> set[bytes]:
