@@ -22,6 +22,7 @@ to do next::
     │   ├── KeyFileError (exit 12)           a key file is missing or tampered with
     │   ├── UnsupportedFormat                a newer format version than this ebas knows
     │   ├── IntegrityError (exit 13)         corrupt pack, blob, index or snapshot
+    │   │   └── MalformedObject              authentic (or plain) but not of the documented shape
     │   ├── IndexDamaged (exit 13)           the dedup table cannot be trusted
     │   ├── SnapshotNotFound                 no snapshot matches an id or filter
     │   ├── AmbiguousSnapshot                an id prefix matches several snapshots
@@ -196,6 +197,29 @@ class IndexDamaged(IntegrityError):
     """An index segment is corrupt or missing; dedup against it would be unsafe."""
 
     default_hint = "run 'ebas repair index' to rebuild the index from pack headers"
+
+
+class MalformedObject(IntegrityError):
+    """An object decoded (and, if sealed, authenticated) but its fields have the wrong
+    types or ranges: written by a buggy or hostile key holder, or damaged before sealing.
+
+    ``kind`` names the object class ("snapshot", "tree", "hold record", ...) and ``name``
+    the object (id or store name) so callers can report and skip exactly that object.
+    """
+
+    default_hint = ("it was sealed with the repository key but its fields are invalid (a faulty or hostile "
+                    "client wrote it); 'ebas check' lists every such object; replace it from a replica or "
+                    "another copy of the repository if there is one")
+
+    def __init__(self, kind: str, name: str, problem: str, *, hint: str | None = None):
+        label = f"{kind} {name}" if name else kind
+        super().__init__(f"{label} is malformed: {problem}", hint=hint)
+        self.kind = kind
+        self.name = name
+        self.problem = problem
+
+    def __reduce__(self):
+        return (type(self), (self.kind, self.name, self.problem), {"hint": self.hint})
 
 
 class SnapshotNotFound(RepositoryError):

@@ -10,6 +10,7 @@ tree id is known last; the snapshot is committed after the index (see
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import stat as stat_mod
@@ -175,6 +176,9 @@ class Archiver:
         """Build the tree of directories leading to each source path (like restic)."""
         if "/" in paths:  # the whole file system: "/" is the root tree itself (a node needs a name)
             return self._walk_dir(b"/", plan.parent_root, os.lstat("/").st_dev)
+        return self._layout_root(paths, plan)
+
+    def _layout_root(self, paths: list[str], plan: ChangePlan) -> bytes:
         layout: dict = {}
         for p in paths:
             parts = [os.fsencode(c) for c in p.strip("/").split("/") if c]
@@ -188,26 +192,37 @@ class Archiver:
         return self._layout_tree(layout, b"/", plan.parent_root)
 
     def _layout_tree(self, layout: dict, prefix: bytes, prev_tree: bytes | None) -> bytes:
-        prev = self._prev_nodes(prev_tree)
-        nodes: list[Node | Future] = []
-        reused: list[tuple[int, Node, bytes]] = []
-        for name, sub in sorted(layout.items()):
-            path = prefix + name if prefix.endswith(b"/") else prefix + b"/" + name
-            old = prev.get(name)
-            if isinstance(sub, dict):
-                node = self._dir_node(name, path)
-                node.subtree = self._layout_tree(sub, path, old.subtree if old and old.type == DIR else None)
-                nodes.append(node)
-            else:
+        """The tree of the directories leading to the source paths (iterative: a source
+        path may have as many components as PATH_MAX allows)."""
+        # frame: [sorted items, position, prefix, prev nodes, nodes, reused, own node or None]
+        stack = [[sorted(layout.items()), 0, prefix, self._prev_nodes(prev_tree), [], [], None]]
+        while True:
+            items, pos, base, prev, nodes, reused, own = top = stack[-1]
+            if pos < len(items):
+                top[1] += 1
+                name, sub = items[pos]
+                path = base + name if base.endswith(b"/") else base + b"/" + name
+                old = prev.get(name)
+                if isinstance(sub, dict):
+                    node = self._dir_node(name, path)
+                    below = self._prev_nodes(old.subtree if old and old.type == DIR else None)
+                    stack.append([sorted(sub.items()), 0, path, below, [], [], node])
+                    continue
                 st = os.lstat(path)
-                node = self._scan_entry(name, path, st, old, root_dev=st.st_dev)
+                node = self._resolve(self._scan_entry(name, path, st, old, root_dev=st.st_dev), st.st_dev)
                 if node is not None:  # a source path that is a file: a Node, or a Future while it is read
                     if isinstance(node, Node) and node.type == FILE and node.content:
                         reused.append((len(nodes), node, path))
                     nodes.append(node)
-        self._verify_reused(nodes, reused)
-        done = [n.result() if isinstance(n, Future) else n for n in nodes]
-        return self._store_tree([n for n in done if n is not None])
+                continue
+            self._verify_reused(nodes, reused)
+            done = [n.result() if isinstance(n, Future) else n for n in nodes]
+            tree = self._store_tree([n for n in done if n is not None])
+            stack.pop()
+            if not stack:
+                return tree
+            own.subtree = tree
+            stack[-1][4].append(own)
 
     def _dir_node(self, name: bytes, path: bytes) -> Node:
         st = os.lstat(path)
@@ -237,7 +252,10 @@ class Archiver:
     def _scan_entry(self, name: bytes, path: bytes, st: os.stat_result, old: Node | None, root_dev: int,
                     dir_fd: int | None = None):
         """Node for one entry; with ``dir_fd``, I/O goes relative to the parent directory's
-        fd so that paths of any length work (``path`` is then only for excludes and messages)."""
+        fd so that paths of any length work (``path`` is then only for excludes and messages).
+
+        A directory to descend into comes back as a :class:`_Descend`; the caller walks it
+        (iteratively: :meth:`_walk_dir`), so the depth of a tree never reaches the stack."""
         if self.excludes.excluded(path, stat_mod.S_ISDIR(st.st_mode)):
             return None
         node = node_from_stat(name, st, owners=self.owners)
@@ -256,9 +274,7 @@ class Archiver:
                 node.subtree = self._store_tree([])
                 self._warn(f"{show_path(path)}: other file system, contents not backed up (--one-file-system)")
                 return node
-            node.subtree = self._walk_dir(path, old.subtree if old and old.type == DIR else None, root_dev,
-                                          parent_fd=dir_fd)
-            return node
+            return _Descend(node, path, old.subtree if old and old.type == DIR else None, (st.st_dev, st.st_ino))
         if node.type == FILE:
             self.stats.files += 1
             self.stats.bytes_logical += node.size
@@ -266,7 +282,55 @@ class Archiver:
         self.stats.others += 1
         return node
 
+    def _resolve(self, node, root_dev: int):
+        """``node`` with its subtree stored if it is a directory still to be walked."""
+        if isinstance(node, _Descend):
+            node.node.subtree = self._walk_dir(node.path, node.prev_tree, root_dev)
+            return node.node
+        return node
+
     def _walk_dir(self, path: bytes, prev_tree: bytes | None, root_dev: int, parent_fd: int | None = None) -> bytes:
+        """Store the tree of the directory at ``path`` (and everything below it); its id.
+
+        Iterative: one :class:`_Frame` per directory on an explicit stack, each holding the
+        directory's fd so that every open, stat and read is relative to it (no path length
+        limit). At most :data:`MAX_OPEN_DIRS` frames keep their fd open: deeper walks park
+        the oldest frames (their pending reads finished, fd closed) and reopen them through
+        ``..`` of the child when the walk climbs back, checking device and inode."""
+        frame = self._enter(path, prev_tree, parent_fd, None, None)
+        if isinstance(frame, bytes):
+            return frame
+        stack = [frame]
+        try:
+            while True:
+                top = stack[-1]
+                if top.pos < len(top.names):
+                    sub = self._step(top, root_dev)
+                    if sub is not None:
+                        self._park(stack)
+                        stack.append(sub)
+                    continue
+                tree = self._finish(top)
+                stack.pop()
+                try:
+                    if not stack:
+                        return tree
+                    parent = stack[-1]
+                    if parent.dfd < 0:
+                        self._unpark(parent, top)
+                finally:
+                    os.close(top.dfd)
+                    top.dfd = -1
+                top.pending.subtree = tree
+                parent.nodes.append(top.pending)
+        finally:
+            for f in stack:
+                if f.dfd >= 0:
+                    os.close(f.dfd)
+
+    def _enter(self, path: bytes, prev_tree: bytes | None, parent_fd: int | None, pending: Node | None,
+               ident: tuple[int, int] | None):
+        """Open and list a directory: a new frame, or a tree id if it cannot be read."""
         prev = self._prev_nodes(prev_tree)
         try:
             if parent_fd is None:
@@ -275,49 +339,90 @@ class Archiver:
                 dfd = os.open(os.path.basename(path), _DIR_FLAGS, dir_fd=parent_fd)
         except OSError as exc:
             self._error(f"cannot open directory {show_path(path)}: {exc.strerror}; directory skipped")
-            return self._store_tree([])
+            return self._skip(pending)
         try:
-            return self._walk_open_dir(path, dfd, prev_tree, prev, root_dev)
-        finally:
-            os.close(dfd)
-
-    def _walk_open_dir(self, path: bytes, dfd: int, prev_tree: bytes | None, prev: dict, root_dev: int) -> bytes:
-        try:
+            st = os.fstat(dfd)
+            if ident is not None and (st.st_dev, st.st_ino) != ident:
+                raise OSError(0, "it was replaced during the backup")
             with os.scandir(dfd) as it:
-                entries = sorted(((os.fsencode(e.name), e) for e in it), key=lambda t: t[0])
+                names = sorted(os.fsencode(e.name) for e in it)
         except OSError as exc:
+            os.close(dfd)
             self._error(f"cannot list {show_path(path)}: {exc.strerror}; directory skipped")
-            return self._store_tree([])
-        nodes: list[Node | Future] = []
-        reused: list[tuple[int, Node, bytes]] = []
-        base = path.rstrip(b"/") + b"/"
-        for name, entry in entries:
-            epath = base + name
-            try:
-                st = entry.stat(follow_symlinks=False)
-            except OSError as exc:
-                if exc.errno == 2:
-                    self._warn(f"{show_path(epath)} vanished during backup; skipped")
-                else:
-                    self._error(f"cannot stat {show_path(epath)}: {exc.strerror}; skipped")
-                continue
-            node = self._scan_entry(name, epath, st, prev.get(name), root_dev, dfd)
-            if node is None:
-                continue
-            if isinstance(node, Node) and node.type == FILE and node.content:
-                reused.append((len(nodes), node, epath))
-            nodes.append(node)
-        self._verify_reused(nodes, reused, dfd)
+            return self._skip(pending)
+        return _Frame(path, dfd, (st.st_dev, st.st_ino), prev_tree, prev, names, pending)
+
+    def _skip(self, pending: Node | None) -> bytes:
+        tree = self._store_tree([])
+        if pending is not None:
+            pending.subtree = tree
+        return tree
+
+    def _step(self, top: "_Frame", root_dev: int) -> "_Frame | None":
+        """Scan the next entry of ``top``; a frame to push if it is a directory to walk."""
+        name = top.names[top.pos]
+        top.pos += 1
+        epath = top.base + name
+        try:
+            st = os.stat(name, dir_fd=top.dfd, follow_symlinks=False)
+        except OSError as exc:
+            if exc.errno == errno.ENOENT:
+                self._warn(f"{show_path(epath)} vanished during backup; skipped")
+            else:
+                self._error(f"cannot stat {show_path(epath)}: {exc.strerror}; skipped")
+            return None
+        node = self._scan_entry(name, epath, st, top.prev.get(name), root_dev, top.dfd)
+        if node is None:
+            return None
+        if isinstance(node, _Descend):
+            sub = self._enter(epath, node.prev_tree, top.dfd, node.node, node.ident)
+            if isinstance(sub, bytes):
+                top.nodes.append(node.node)
+                return None
+            return sub
+        if isinstance(node, Node) and node.type == FILE and node.content:
+            top.reused.append((len(top.nodes), node, epath))
+        top.nodes.append(node)
+        return None
+
+    def _finish(self, top: "_Frame") -> bytes:
+        """All entries of ``top`` scanned: wait for its reads and store its tree."""
+        self._verify_reused(top.nodes, top.reused, top.dfd)
         done = []
-        for n in nodes:
+        for n in top.nodes:
             if isinstance(n, Future):
                 n = n.result()
             if n is not None:
                 done.append(n)
+        prev, prev_tree = top.prev, top.prev_tree
         # (``prev`` is empty when the previous tree could not be read: never point at it then)
         if prev_tree and prev and len(done) == len(prev) and all(n == prev.get(n.name) for n in done):
             return prev_tree  # identical entries encode to the identical tree blob: skip the work
         return self._store_tree(done)
+
+    def _park(self, stack: list["_Frame"]) -> None:
+        """Keep at most MAX_OPEN_DIRS directory fds: close the oldest open frame's fd once its
+        pending reads are done (they read relative to it)."""
+        if len(stack) < MAX_OPEN_DIRS:
+            return
+        victim = stack[len(stack) - MAX_OPEN_DIRS]
+        if victim.dfd < 0 or victim is stack[0]:
+            return
+        victim.nodes = [n.result() if isinstance(n, Future) else n for n in victim.nodes]
+        os.close(victim.dfd)
+        victim.dfd = -1
+
+    def _unpark(self, frame: "_Frame", child: "_Frame") -> None:
+        """Reopen a parked frame's directory as ``..`` of its child; it must be the same one."""
+        try:
+            dfd = os.open(b"..", _DIR_FLAGS, dir_fd=child.dfd)
+        except OSError as exc:
+            raise SourceError(f"cannot reopen {show_path(frame.path)}: {exc.strerror}") from exc
+        st = os.fstat(dfd)
+        if (st.st_dev, st.st_ino) != frame.ident:
+            os.close(dfd)
+            raise SourceError(f"{show_path(frame.path)} was moved during the backup; run the backup again")
+        frame.dfd = dfd
 
     def _verify_reused(self, nodes: list, reused: list[tuple[int, Node, bytes]], dir_fd: int | None = None) -> None:
         """Re-read unchanged files whose data is no longer in the index (damaged or
@@ -404,6 +509,39 @@ class Archiver:
             self.stats.warnings += 1
             if len(self.warnings) < MAX_ERRORS_KEPT:
                 self.warnings.append(msg)
+
+
+MAX_OPEN_DIRS = 256  # directory fds a walk keeps open at once (deeper ones are parked)
+
+
+@dataclass
+class _Descend:
+    """A directory entry whose contents the walk must visit next."""
+
+    node: Node
+    path: bytes
+    prev_tree: bytes | None
+    ident: tuple[int, int]  # (st_dev, st_ino) from the parent's listing
+
+
+@dataclass
+class _Frame:
+    """One directory being walked: its fd, sorted entry names and the nodes so far."""
+
+    path: bytes
+    dfd: int
+    ident: tuple[int, int]
+    prev_tree: bytes | None
+    prev: dict
+    names: list[bytes]
+    pending: Node | None  # this directory's own node in its parent (None for a walk's root)
+    pos: int = 0
+    nodes: list = field(default_factory=list)
+    reused: list = field(default_factory=list)
+
+    @property
+    def base(self) -> bytes:
+        return self.path.rstrip(b"/") + b"/"
 
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC

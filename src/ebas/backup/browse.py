@@ -40,12 +40,20 @@ def resolve(repo, snapshot, path: str) -> tuple[Node | None, bytes]:
 
 
 def walk(repo, tree_id: bytes, prefix: str = "/", recursive: bool = True) -> Iterator[tuple[str, Node]]:
-    """Yield ``(path, node)`` for every entry under a tree, depth first in name order."""
-    for node in repo.load_tree(tree_id):
-        path = prefix.rstrip("/") + "/" + node.display_name
+    """Yield ``(path, node)`` for every entry under a tree, depth first in name order.
+
+    Iterative (an explicit stack of directory iterators): trees of any depth."""
+    stack: list[tuple[str, Iterator[Node]]] = [(prefix.rstrip("/") + "/", iter(repo.load_tree(tree_id)))]
+    while stack:
+        base, entries = stack[-1]
+        node = next(entries, None)
+        if node is None:
+            stack.pop()
+            continue
+        path = base + node.display_name
         yield path, node
         if recursive and node.type == DIR and node.subtree:
-            yield from walk(repo, node.subtree, path, True)
+            stack.append((path + "/", iter(repo.load_tree(node.subtree))))
 
 
 def list_path(repo, snapshot, path: str = "/", recursive: bool = False) -> Iterator[tuple[str, Node]]:
@@ -82,7 +90,23 @@ def _size(n: Node | None) -> int:
 
 
 def diff_trees(repo, old: bytes | None, new: bytes | None, prefix: str = "") -> Iterator[Change]:
-    """Differences between two trees (either may be None, meaning empty)."""
+    """Differences between two trees (either may be None, meaning empty), depth first.
+
+    Iterative: each directory level is a generator on an explicit stack that yields its
+    changes and the pairs of subtrees still to compare, so trees of any depth work."""
+    stack = [_diff_level(repo, old, new, prefix)]
+    while stack:
+        item = next(stack[-1], None)
+        if item is None:
+            stack.pop()
+        elif isinstance(item, Change):
+            yield item
+        else:
+            stack.append(_diff_level(repo, *item))
+
+
+def _diff_level(repo, old: bytes | None, new: bytes | None, prefix: str) -> Iterator[Change | tuple]:
+    """One directory: its changes, and ``(old subtree, new subtree, path)`` to descend into."""
     if old == new:
         return
     a = {n.name: n for n in repo.load_tree(old)} if old else {}
@@ -95,20 +119,19 @@ def diff_trees(repo, old: bytes | None, new: bytes | None, prefix: str = "") -> 
             node = y if x is None else x
             yield Change(kind, path + ("/" if node.type == DIR else ""), _size(x), _size(y))
             if node.type == DIR:
-                sub = (None, node.subtree) if x is None else (node.subtree, None)
-                yield from diff_trees(repo, sub[0], sub[1], path)
+                yield ((None, node.subtree) if x is None else (node.subtree, None)) + (path,)
             continue
         if x.type != y.type:
             yield Change("type", path, _size(x), _size(y))
             if x.type == DIR:
-                yield from diff_trees(repo, x.subtree, None, path)
+                yield (x.subtree, None, path)
             if y.type == DIR:
-                yield from diff_trees(repo, None, y.subtree, path)
+                yield (None, y.subtree, path)
             continue
         if x.type == DIR:
             if _meta(x) != _meta(y):
                 yield Change("metadata", path + "/")
-            yield from diff_trees(repo, x.subtree, y.subtree, path)
+            yield (x.subtree, y.subtree, path)
         elif x.content != y.content or x.size != y.size or x.target != y.target or x.extents != y.extents:
             yield Change("modified", path, _size(x), _size(y))
         elif _meta(x) != _meta(y):

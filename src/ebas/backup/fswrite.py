@@ -160,11 +160,13 @@ class TargetDir:
             check_component(comp)
         if self.root.fd < 0:
             raise RestoreError(f"cannot link {self.where(name)}: the restore root is closed")
-        parent, opened = self.root, []
+        parent = self.root
         try:
-            for comp in existing[:-1]:
-                parent = parent._open_dir(comp, create=False)
-                opened.append(parent)
+            for comp in existing[:-1]:  # one directory fd open at a time: any depth works
+                child = parent._open_dir(comp, create=False)
+                if parent is not self.root:
+                    parent.close()
+                parent = child
             src = existing[-1]
             sst = parent._lstat(src)
             if sst is None:
@@ -175,8 +177,8 @@ class TargetDir:
             self._make(name, "create hard link", lambda: os.link(
                 src, name, src_dir_fd=parent.fd, dst_dir_fd=self.fd, follow_symlinks=False))
         finally:
-            for d in opened:
-                d.close()
+            if parent is not self.root:
+                parent.close()
 
     def mkfifo(self, name: bytes, mode: int = 0o600) -> None:
         """Create the named pipe ``name`` (replacing a non-directory entry)."""

@@ -15,9 +15,10 @@ from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from ebas.backup.fsmeta import show_path
 from ebas.backup.fswrite import TargetDir, apply_metadata, check_component
 from ebas.backup.smallahead import SmallFilesAhead
-from ebas.errors import IntegrityError, RestoreError
+from ebas.errors import IntegrityError, RestoreError, UnsafePath
 from ebas.repo.locks import reader_lock
 from ebas.repo.tree import DIR, FILE, ID_LEN, SYMLINK, Node
 from ebas.repo.treeahead import TreeAhead
@@ -28,6 +29,7 @@ SMALL_CHUNKS = 2  # files of at most this many chunks and SMALL_BYTES ...
 SMALL_BYTES = 2 << 20
 GROUP_FILES = 256  # ... are restored in groups: one fetch (a few ranged reads) per group
 GROUP_BYTES = 8 << 20
+MAX_OPEN_DIRS = 256  # directory fds a restore keeps open at once (deeper ones are parked)
 
 
 @dataclass
@@ -102,49 +104,92 @@ class Restorer:
         return False, False
 
     def _restore_dir(self, tdir: TargetDir, tree_id: bytes, comps: list[bytes], everything: bool = False) -> None:
-        nodes = self.trees.load(tree_id, ahead=everything or not self.includes)  # --include: no read-ahead
-        pending: list[tuple[Future | None, Node]] = []
-        group: list[tuple[bytes, Node]] = []  # small files of this directory, fetched together
-        group_bytes = 0
-        for node in nodes:
-            name = check_component(node.name)
-            here = comps + [name]
-            if everything:
-                want, below = True, True
-            else:
-                want, below = self._wanted(here)
-            if not want:
-                continue
-            if node.type == DIR:
-                if not node.subtree or len(node.subtree) != ID_LEN:
-                    raise IntegrityError(f"directory {tdir.where(name)} has no subtree in the snapshot")
-                with tdir.subdir(name, mode=0o700) as sub:
-                    self._restore_dir(sub, node.subtree, here, below)
-                self._meta(tdir, name, node)
-                self.result.dirs += 1
-            elif node.type == FILE:
-                if not _is_small(node):
-                    pending.append((self._file(tdir, name, node, here), node))
+        """Restore the tree ``tree_id`` into ``tdir`` (and everything below it).
+
+        Iterative: one :class:`_DirFrame` per directory on an explicit stack, so a tree of any
+        depth restores; a directory's metadata is applied after its contents are written."""
+        stack = [self._frame(tdir, tree_id, comps, everything, None)]
+        try:
+            while stack:
+                top = stack[-1]
+                if top.pos < len(top.nodes):
+                    sub = self._entry(top)
+                    if sub is not None:
+                        _park(stack)
+                        stack.append(sub)
                     continue
-                group.append((name, node))
-                group_bytes += node.size
-                if len(group) >= GROUP_FILES or group_bytes >= GROUP_BYTES:
-                    pending.append((self.pool.submit(self._write_group, tdir, group), node))
-                    group, group_bytes = [], 0
-            elif node.type == SYMLINK:
-                tdir.symlink(name, node.target)
-                self._meta(tdir, name, node)
-                self.result.others += 1
+                self._flush(top)
+                stack.pop()
+                if top.node is not None:  # a subdirectory: close it, then set its times and mode
+                    try:
+                        if stack[-1].tdir.fd < 0:
+                            _unpark(stack[-1], top)
+                    finally:
+                        top.tdir.close()
+                    parent = stack[-1].tdir
+                    self._meta(parent, top.comps[-1], top.node)
+                    self.result.dirs += 1
+        finally:
+            for f in stack:
+                if f.node is not None:
+                    f.tdir.close()
+
+
+    def _frame(self, tdir: TargetDir, tree_id: bytes, comps: list[bytes], everything: bool,
+               node: Node | None) -> "_DirFrame":
+        nodes = self.trees.load(tree_id, ahead=everything or not self.includes)  # --include: no read-ahead
+        return _DirFrame(tdir, nodes, comps, everything, node)
+
+    def _entry(self, top: "_DirFrame") -> "_DirFrame | None":
+        """Restore the next entry of ``top``; a frame to push for a directory."""
+        node = top.nodes[top.pos]
+        top.pos += 1
+        tdir = top.tdir
+        name = check_component(node.name)
+        here = top.comps + [name]
+        if top.everything:
+            want, below = True, True
+        else:
+            want, below = self._wanted(here)
+        if not want:
+            return None
+        if node.type == DIR:
+            if not node.subtree or len(node.subtree) != ID_LEN:
+                raise IntegrityError(f"directory {tdir.where(name)} has no subtree in the snapshot")
+            sub = tdir.subdir(name, mode=0o700)
+            try:
+                return self._frame(sub, node.subtree, here, below, node)
+            except BaseException:
+                sub.close()
+                raise
+        if node.type == FILE:
+            if not _is_small(node):
+                top.pending.append(self._file(tdir, name, node, here))
+                return None
+            top.group.append((name, node))
+            top.group_bytes += node.size
+            if len(top.group) >= GROUP_FILES or top.group_bytes >= GROUP_BYTES:
+                top.pending.append(self.pool.submit(self._write_group, tdir, top.group))
+                top.group, top.group_bytes = [], 0
+        elif node.type == SYMLINK:
+            tdir.symlink(name, node.target)
+            self._meta(tdir, name, node)
+            self.result.others += 1
+        else:
+            note = tdir.special(name, node)
+            if note:
+                self._warn(note)
             else:
-                note = tdir.special(name, node)
-                if note:
-                    self._warn(note)
-                else:
-                    self._meta(tdir, name, node)
-                self.result.others += 1
-        if group:
-            pending.append((self.pool.submit(self._write_group, tdir, group), group[-1][1]))
-        for fut, node in pending:
+                self._meta(tdir, name, node)
+            self.result.others += 1
+        return None
+
+    def _flush(self, top: "_DirFrame") -> None:
+        """Write the last group of small files of ``top`` and wait for all its writes."""
+        if top.group:
+            top.pending.append(self.pool.submit(self._write_group, top.tdir, top.group))
+            top.group = []
+        for fut in top.pending:
             if fut is not None:
                 fut.result()
 
@@ -223,6 +268,55 @@ class Restorer:
                 self.result.warnings.append(msg)
 
 
+@dataclass
+class _DirFrame:
+    """One directory being restored: its open target, its entries and the writes in flight."""
+
+    tdir: TargetDir
+    nodes: list[Node]
+    comps: list[bytes]
+    everything: bool
+    node: Node | None  # the directory's own node (None for the restore root)
+    pos: int = 0
+    pending: list = field(default_factory=list)
+    group: list = field(default_factory=list)
+    group_bytes: int = 0
+    ident: tuple[int, int] = (0, 0)  # (st_dev, st_ino) while the fd is parked
+
+
 def _is_small(node: Node) -> bool:
     """Restored in a group with other small files (no holes, no hard links)."""
     return not (node.link_group or node.extents or len(node.chunk_ids) > SMALL_CHUNKS or node.size > SMALL_BYTES)
+
+
+def _park(stack: list["_DirFrame"]) -> None:
+    """Keep at most MAX_OPEN_DIRS directory fds: close the oldest open frame's fd once the
+    writes queued into it are done (the restore root always stays open: hard links start there)."""
+    if len(stack) < MAX_OPEN_DIRS:
+        return
+    victim = stack[len(stack) - MAX_OPEN_DIRS]
+    if victim.tdir.fd < 0 or victim.node is None:
+        return
+    for fut in victim.pending:
+        if fut is not None:
+            fut.result()
+    victim.pending = []
+    victim.ident = _ident(victim.tdir.fd)
+    victim.tdir.close()
+
+
+def _unpark(frame: "_DirFrame", child: "_DirFrame") -> None:
+    """Reopen a parked directory as ``..`` of its child; refuse if it is not the same one."""
+    try:
+        fd = os.open(b"..", os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=child.tdir.fd)
+    except OSError as exc:
+        raise RestoreError(f"cannot reopen {show_path(frame.tdir.path)}: {exc.strerror}") from exc
+    if _ident(fd) != frame.ident:
+        os.close(fd)
+        raise UnsafePath(f"{show_path(frame.tdir.path)} was moved or replaced during the restore")
+    frame.tdir.fd = fd
+
+
+def _ident(fd: int) -> tuple[int, int]:
+    st = os.fstat(fd)
+    return st.st_dev, st.st_ino

@@ -31,8 +31,9 @@ from ebas.catalog import tables as T
 from ebas.catalog.db.base import Backend, chunks
 from ebas.catalog.errors import CatalogError
 from ebas.catalog.ingest import SnapshotInfo
-from ebas.catalog.schema import DIR, Entry
+from ebas.catalog.schema import DIR, TYPE_NAMES, Entry
 from ebas.errors import UsageError
+from ebas.repo.fields import INT64_MAX, INT64_MIN, Fields
 
 FORMAT = "ebas-catalog-export"
 VERSION = 1
@@ -73,8 +74,10 @@ def _tree_entries(db: Backend, s: int, x: int, dir_ids: list[int]) -> tuple[dict
     for part in chunks(dir_ids, db.batch):
         in_sql, params = db.in_list("d.parent_id", part)
         for pid, nid, did, tree in db.q(
-                f"SELECT d.parent_id, d.name_id, d.id, t.tree FROM dirs d JOIN trees t ON t.dir_id = d.id "
-                f"WHERE {in_sql} AND t.source_id = ? AND t.first_pos <= ? AND t.last_pos >= ?", params + [s, x, x]):
+                # CROSS JOIN: SQLite loops over these directories first, not over every tree of the source
+                f"SELECT d.parent_id, d.name_id, d.id, t.tree FROM dirs d CROSS JOIN trees t "
+                f"WHERE t.dir_id = d.id AND {in_sql} AND t.source_id = ? AND t.first_pos <= ? AND t.last_pos >= ?",
+                params + [s, x, x]):
             sub[(pid, nid)] = (did, bytes(tree))
         in_sql, params = db.in_list("v.dir_id", part)
         for r in db.q('SELECT v.dir_id, v.name_id, n.name, n.raw, v.type, v.size, v.mtime, v.ctime, v.mode, v.uid, '
@@ -176,7 +179,7 @@ def read_records(stream: IO[bytes]) -> Iterator[dict]:
         for line in reader:
             if line.strip():
                 yield json.loads(line)
-    except (zstandard.ZstdError, ValueError, UnicodeDecodeError) as exc:
+    except (zstandard.ZstdError, ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise UsageError(f"not a readable ebas catalog export: {exc}") from None
 
 
@@ -185,24 +188,28 @@ def import_file(catalog, stream: IO[bytes]) -> ImportStats:
     st = ImportStats()
     records = read_records(stream)
     header = next(records, None)
-    if not header or header.get("format") != FORMAT:
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
         raise UsageError("not an ebas catalog export (no header)")
-    if int(header.get("version", 0)) > VERSION:
+    hf = Fields(header, KIND, "line 1")
+    if hf.int("version", 0) > VERSION:
         raise UsageError(f"catalog export version {header.get('version')} is newer than this ebas understands")
-    if catalog.repo_id and header.get("repo_id") and header["repo_id"] != catalog.repo_id:
-        raise UsageError(f"the export is from repository {header['repo_id']}, this catalog indexes {catalog.repo_id}")
+    repo_id = hf.str("repo_id", "", max_len=256)
+    if catalog.repo_id and repo_id and repo_id != catalog.repo_id:
+        raise UsageError(f"the export is from repository {repo_id}, this catalog indexes {catalog.repo_id}")
     trees = FileTrees()
     complete = False
     try:
-        for rec in records:
-            kind = rec.get("t")
+        for line, rec in enumerate(records, start=2):
+            f = Fields(rec, KIND, f"line {line}")
+            kind = f.str("t", "", max_len=64)
             if kind == "tree":
-                trees.add(bytes.fromhex(rec["id"]), rec["e"])
+                trees.add(bytes.fromhex(f.hex_id("id")), [_entry_list(f, v) for v in f.list("e")])
             elif kind == "snapshot":
-                info = SnapshotInfo.from_json(rec["snapshot"])
-                _import_snapshot(catalog, info, [str(s) for s in rec.get("sites", [])], trees, st)
+                info = _snapshot_info(Fields(f.obj("snapshot"), KIND, f.name))
+                _import_snapshot(catalog, info, f.str_list("sites", [], max_len=4096), trees, st)
             elif kind == "tombstone":
-                added, removed = catalog.apply_tombstone(str(rec["snap_id"]), str(rec["site"]), int(rec["time_ns"]))
+                added, removed = catalog.apply_tombstone(f.str("snap_id", max_len=4096), f.str("site", max_len=4096),
+                                                         f.int("time_ns"))
                 st.tombstones_added += int(added)
                 st.snapshots_removed += int(removed)
             elif kind == "end":
@@ -214,6 +221,40 @@ def import_file(catalog, stream: IO[bytes]) -> ImportStats:
         raise CatalogError("the export file is truncated (no end record); what it held completely was imported",
                            hint="import the complete file again (importing is idempotent)")
     return st
+
+
+KIND = "catalog export record"
+_ENTRY_TYPES = ((str,), (int,), (int,), (int,), (int,), (int,), (int,), (int,), (str,), (str,),
+                (str, type(None)), (str, type(None)), (str, type(None)), (str, type(None)))
+
+
+def _snapshot_info(f: Fields) -> SnapshotInfo:
+    """A snapshot record's fields, type- and range-checked."""
+    return SnapshotInfo(f.str("snap_id", max_len=4096), f.int("time_ns", lo=0), f.str("host", max_len=4096),
+                        f.str_list("paths"), f.hex_id("tree"), f.str_list("tags", [], max_len=4096),
+                        f.str("level", "full", choices=("full", "differential", "incremental")),
+                        f.str("username", "", max_len=4096))
+
+
+def _entry_list(f: Fields, v: object) -> list:
+    """One exported entry (see :meth:`Entry.to_list`), checked so that ``Entry.from_list``
+    and the database accept it."""
+    if type(v) is not list or len(v) != len(_ENTRY_TYPES):
+        raise f.bad("e", f"must hold entries of {len(_ENTRY_TYPES)} values")
+    for i, (x, kinds) in enumerate(zip(v, _ENTRY_TYPES)):
+        if type(x) not in kinds:
+            raise f.bad("e", f"has an entry whose value {i} has the wrong type")
+        if type(x) is int and not INT64_MIN <= x <= INT64_MAX:
+            raise f.bad("e", f"has an entry whose value {i} is out of range")
+    if v[1] not in TYPE_NAMES:
+        raise f.bad("e", f"has an entry of unknown type {v[1]}")
+    try:
+        for i in (10, 12, 13):
+            if v[i] is not None:
+                bytes.fromhex(v[i])
+    except ValueError:
+        raise f.bad("e", "has an entry with a value that is not hex") from None
+    return v
 
 
 def _import_snapshot(catalog, info: SnapshotInfo, sites: list[str], trees: FileTrees, st: ImportStats) -> None:

@@ -419,8 +419,10 @@ class _Walk:
         for part in chunks(dir_ids, self.db.batch):
             in_sql, params = self.db.in_list("d.parent_id", part)
             for pid, nid, did, path, tree in self.db.q(
-                    f"SELECT d.parent_id, d.name_id, d.id, d.path, t.tree FROM dirs d JOIN trees t ON t.dir_id = d.id "
-                    f"WHERE {in_sql} AND t.source_id = ? AND t.first_pos <= ? AND t.last_pos >= ?",
+                    # CROSS JOIN: SQLite then loops over these directories first (by the parent index)
+                    # instead of over every tree of the source: cost per level, not per catalog
+                    f"SELECT d.parent_id, d.name_id, d.id, d.path, t.tree FROM dirs d CROSS JOIN trees t "
+                    f"WHERE t.dir_id = d.id AND {in_sql} AND t.source_id = ? AND t.first_pos <= ? AND t.last_pos >= ?",
                     params + [self.s, self.p, self.p]):
                 out[(pid, nid)] = (did, bytes(tree))
                 self.d.dirs[(pid, nid)] = did

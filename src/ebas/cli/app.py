@@ -31,21 +31,10 @@ class Env:
         self.catalog = catalog  # --catalog PATH|URL (None: env EBAS_CATALOG, else the cache default)
 
     # -------------------------------------------------------------- secrets
-    def password(self, prompt: str = "repository password", confirm: bool = False) -> str:
+    def password(self, prompt: str = "repository password", confirm: bool = False) -> bytes:
         """The password from EBAS_PASSWORD, --password-file / EBAS_PASSWORD_FILE, or a prompt."""
-        if os.environ.get("EBAS_PASSWORD") is not None:
-            return os.environ["EBAS_PASSWORD"]
-        path = self.password_file or os.environ.get("EBAS_PASSWORD_FILE")
-        if path:
-            try:
-                with open(path, encoding="utf-8") as fh:
-                    return fh.read().rstrip("\r\n")
-            except OSError as exc:
-                raise UsageError(f"cannot read password file {path!r}: {exc.strerror}") from exc
-        if not sys.stdin.isatty():
-            raise UsageError("no password given",
-                             hint="set EBAS_PASSWORD or EBAS_PASSWORD_FILE, or use --password-file")
-        return click.prompt(prompt, hide_input=True, confirmation_prompt=confirm, err=True)
+        return read_password("EBAS_PASSWORD", self.password_file or os.environ.get("EBAS_PASSWORD_FILE"),
+                             prompt, confirm, hint="set EBAS_PASSWORD or EBAS_PASSWORD_FILE, or use --password-file")
 
     def url(self) -> str:
         """The repository URL from --repo or EBAS_REPOSITORY."""
@@ -81,6 +70,31 @@ class Env:
                                   default=str, ensure_ascii=True))
         elif text is not None:
             click.echo(text)
+
+
+def read_password(env_var: str, path: str | None, prompt: str, confirm: bool = False, *, hint: str) -> bytes:
+    """A password as bytes: passwords are bytes, whatever the locale.
+
+    From the environment variable ``env_var`` (its raw bytes), else the file ``path`` (its
+    bytes, without a trailing newline), else a prompt on a terminal (the typed text in
+    UTF-8; bytes the terminal sent that are not UTF-8 come back as they were)."""
+    raw = os.environb.get(os.fsencode(env_var))
+    if raw is not None:
+        return raw
+    if path:
+        return read_password_file(path)
+    if not sys.stdin.isatty():
+        raise UsageError("no password given", hint=hint)
+    return click.prompt(prompt, hide_input=True, confirmation_prompt=confirm, err=True).encode("utf-8", "surrogateescape")
+
+
+def read_password_file(path: str) -> bytes:
+    """The bytes of a password file without its trailing newline (any bytes, not only UTF-8)."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read().rstrip(b"\r\n")
+    except OSError as exc:
+        raise UsageError(f"cannot read password file {path!r}: {exc.strerror}") from exc
 
 
 def json_option(f):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ebas.cli.app import get_env, json_option
+from ebas.cli.app import get_env, json_option, read_password_file
 from ebas.cli.render import human_size
 from ebas.errors import UsageError
 
@@ -52,13 +52,9 @@ def export_cmd(ctx, snapshot, to_url, to_password_file, new_key):
     env = get_env(ctx)
     repo = env.open_repo()
     if to_password_file:
-        try:
-            with open(to_password_file, encoding="utf-8") as fh:
-                password = fh.read().rstrip("\r\n")
-        except OSError as exc:
-            raise UsageError(f"cannot read password file {to_password_file!r}: {exc.strerror}") from exc
+        password = read_password_file(to_password_file)
     else:
-        password = os.environ.get("EBAS_TO_PASSWORD") or env.password()
+        password = os.environb.get(b"EBAS_TO_PASSWORD") or env.password()
     if not password:
         raise UsageError("refusing an empty password for the new repository")
     res = export_snapshot(repo, snapshot, open_store(to_url), password, new_key=new_key,

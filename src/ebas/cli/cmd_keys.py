@@ -9,21 +9,13 @@ from ebas.cli.render import local_time, table
 from ebas.errors import UsageError
 
 
-def _new_password(env) -> str:
+def _new_password(env) -> bytes:
     import os
 
-    path = os.environ.get("EBAS_NEW_PASSWORD_FILE")
-    if os.environ.get("EBAS_NEW_PASSWORD") is not None:
-        pw = os.environ["EBAS_NEW_PASSWORD"]
-    elif path:
-        with open(path, encoding="utf-8") as fh:
-            pw = fh.read().rstrip("\r\n")
-    else:
-        import sys
+    from ebas.cli.app import read_password
 
-        if not sys.stdin.isatty():
-            raise UsageError("no new password given", hint="set EBAS_NEW_PASSWORD or EBAS_NEW_PASSWORD_FILE")
-        pw = click.prompt("new password", hide_input=True, confirmation_prompt=True, err=True)
+    pw = read_password("EBAS_NEW_PASSWORD", os.environ.get("EBAS_NEW_PASSWORD_FILE"), "new password", True,
+                       hint="set EBAS_NEW_PASSWORD or EBAS_NEW_PASSWORD_FILE")
     if not pw:
         raise UsageError("refusing an empty password")
     return pw

@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from ebas.chunking.params import ChunkerParams
-from ebas.errors import IntegrityError, UnsupportedFormat
+from ebas.chunking.params import ChunkerParams, FixedBlockRule
+from ebas.errors import MalformedObject, UnsupportedFormat, UsageError
+from ebas.repo.fields import Fields, load_json
 
 FORMAT_VERSION = 1
 CONFIG_NAME = "config"
@@ -51,34 +52,61 @@ class RepoConfig:
 
     @classmethod
     def decode(cls, data: bytes) -> "RepoConfig":
-        """Parse config bytes; refuses unknown versions and schemes."""
+        """Parse config bytes; refuses unknown versions and schemes, and fields of the wrong
+        type or range (``MalformedObject``, an ``IntegrityError``)."""
+        hint = "restore the 'config' object from a copy of the repository"
         try:
-            doc = json.loads(data)
-            version = int(doc["version"])
-        except (ValueError, KeyError, TypeError) as exc:
-            raise IntegrityError(f"repository config is unreadable: {exc}",
-                                 hint="restore the 'config' object from a copy of the repository") from exc
+            f = Fields(load_json(data, "repository config", ""), "repository config", "")
+            version = f.int("version", lo=0)
+        except MalformedObject as exc:
+            raise MalformedObject("repository config", "", exc.problem, hint=hint) from None
         if version > FORMAT_VERSION:
             raise UnsupportedFormat(f"repository format version {version} is newer than this ebas supports ({FORMAT_VERSION})")
         try:
+            comp = f.sub("compression")
             cfg = cls(
-                repo_id=str(doc["id"]),
-                chunker=ChunkerParams.from_dict(doc["chunker"]),
-                pack_size=int(doc["pack_size"]),
-                compression=doc["compression"]["algorithm"],
-                compression_level=int(doc["compression"].get("level", 3)),
-                encryption=doc["encryption"],
-                id_hash=doc["id_hash"],
+                repo_id=f.str("id", max_len=256),
+                chunker=_chunker(f.sub("chunker")),
+                pack_size=f.int("pack_size"),
+                compression=comp.str("algorithm", max_len=64),
+                compression_level=comp.int("level", 3, lo=-131072, hi=22),
+                encryption=f.str("encryption", max_len=64),
+                id_hash=f.str("id_hash", max_len=64),
                 version=version,
-                created_ns=int(doc.get("created", 0)),
-                object_lock=doc.get("object_lock"),
+                created_ns=f.int("created", 0),
+                object_lock=_object_lock(f),
             )
-        except (ValueError, KeyError, TypeError) as exc:
-            raise IntegrityError(f"repository config is malformed: {exc}") from exc
+        except MalformedObject as exc:
+            raise MalformedObject("repository config", "", exc.problem, hint=hint) from None
         if cfg.encryption != "aes-256-gcm" or cfg.id_hash != "blake3-keyed":
             raise UnsupportedFormat(f"unknown encryption {cfg.encryption!r} or id hash {cfg.id_hash!r}")
         if cfg.compression not in ("zstd", "none"):
             raise UnsupportedFormat(f"unknown compression {cfg.compression!r}")
         if not (1024 <= cfg.pack_size <= 1 << 31):
-            raise IntegrityError(f"repository config has an invalid pack size {cfg.pack_size}")
+            raise MalformedObject("repository config", "", f"invalid pack size {cfg.pack_size}", hint=hint)
         return cfg
+
+
+def _chunker(f: Fields) -> ChunkerParams:
+    rules = []
+    for r in f.list("fixed_rules", []):
+        rf = Fields(r, f.kind, f.name)
+        rules.append(FixedBlockRule(rf.str("pattern", max_len=4096), rf.int("block_size", lo=0),
+                                    rf.int("min_size", 0, lo=0)))
+    try:
+        return ChunkerParams(algorithm=f.str("algorithm", "fastcdc", max_len=64), min_size=f.int("min"),
+                             avg_size=f.int("avg"), max_size=f.int("max"), fixed_rules=tuple(rules))
+    except UsageError as exc:
+        raise f.bad("chunker", exc.message) from None
+
+
+def _object_lock(f: Fields) -> dict | None:
+    """``object_lock``: null, or ``{"mode": "governance"|"compliance", "days": N > 0}``."""
+    if f.doc.get("object_lock") is None:
+        return None
+    lock = f.sub("object_lock")
+    mode = lock.str("mode", choices=("governance", "compliance"))
+    days = lock.number("days")
+    if not 0 < days <= 36500 * 10:
+        raise f.bad("object_lock", f"has an invalid retention of {days} days")
+    return {"mode": mode, "days": days}

@@ -102,7 +102,7 @@ def load(repo_id: str, names: list[str]) -> Cached | None:
             table = DedupTable.from_sorted(packs, arrays["hi"], arrays["lo"], arrays["pack"], arrays["off"],
                                            arrays["len"])
             return Cached(table, set(meta["names"]), list(meta["segments"]))
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
             shutil.rmtree(d, ignore_errors=True)  # damaged or foreign: rebuilt next time
     return None
 

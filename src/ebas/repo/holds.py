@@ -22,11 +22,12 @@ set when it was written): they can never be released.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 
 import blake3
 
 from ebas.errors import IntegrityError, ObjectNotFound
+from ebas.repo.fields import Fields, load_json
 
 PREFIX = "holds/"
 AAD = b"ebas-hold"
@@ -55,14 +56,15 @@ class HoldRecord:
 
     @classmethod
     def decode(cls, data: bytes, rec_id: str) -> "HoldRecord":
-        try:
-            d = json.loads(data)
-            known = {f.name for f in fields(cls)} - {"id"}
-            rec = cls(**{k: v for k, v in d.items() if k in known})
-        except (ValueError, TypeError) as exc:
-            raise IntegrityError(f"hold record {rec_id[:12]} is malformed: {exc}") from exc
-        if rec.type not in TYPES:
-            raise IntegrityError(f"hold record {rec_id[:12]} has unknown type {rec.type!r}")
+        """Parse record bytes, checking types and ranges; ``MalformedObject`` naming the record."""
+        name = rec_id[:12]
+        f = Fields(load_json(data, "hold record", name), "hold record", name)
+        rec = cls(
+            type=f.str("type", choices=TYPES), created_ns=f.int("created_ns"), host=f.str("host", ""),
+            user=f.str("user", ""), reason=f.str("reason", ""), snapshot=f.str("snapshot", "", max_len=4096),
+            until_ns=f.int("until_ns", 0), hold=f.str("hold", "", max_len=4096),
+            min_retention_ns=f.int("min_retention_ns", 0, lo=0),
+        )
         rec.id = rec_id
         return rec
 

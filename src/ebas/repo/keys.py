@@ -17,7 +17,8 @@ Format of ``keys/<key id>`` (plain JSON, readable without a password)::
 
 Ordering rules: a new key is written and read back before an old one is deleted, so
 there is never a moment with no valid key; the last intact key and the key in use are
-never removed. Passwords are ``bytes`` or ``str`` (encoded as UTF-8, not normalised).
+never removed. Passwords are ``bytes`` (any bytes: a password file need not be UTF-8) or ``str``
+(encoded as UTF-8, not normalised; surrogate escapes become the bytes they stand for).
 """
 
 from __future__ import annotations
@@ -302,8 +303,14 @@ def change_password(
 
 # ------------------------------------------------------------------ helpers
 def _password(password: bytes | str) -> bytes:
+    """Passwords are bytes; a str is encoded as UTF-8, with surrogate escapes (from
+    ``os.fsdecode`` or a terminal that sent bytes that are not UTF-8) turned back into
+    the bytes they stand for."""
     if isinstance(password, str):
-        return password.encode("utf-8")
+        try:
+            return password.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:
+            raise UsageError("the password holds a character that cannot be encoded (a lone surrogate)") from None
     if isinstance(password, (bytes, bytearray, memoryview)):
         return bytes(password)
     raise UsageError("password must be bytes or str")
@@ -343,7 +350,7 @@ def _load(store: Store, name: str) -> _KeyFile:
         raise _damaged(name, "its content does not match its name")
     try:
         doc = json.loads(data)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         raise _damaged(name, "not valid JSON") from None
     if not isinstance(doc, dict) or set(doc) != _FIELDS:
         raise _damaged(name, "unexpected or missing fields")
@@ -380,7 +387,7 @@ def _try_open(keyfile: _KeyFile, secret: bytes) -> MasterKey | None:
         return None
     try:
         return MasterKey._from_plaintext(plaintext)
-    except (ValueError, KeyError, TypeError, EbasError):
+    except (ValueError, KeyError, TypeError, RecursionError, EbasError):
         # Authenticated yet malformed: written by a buggy or hostile password holder.
         raise KeyFileError(f"key file keys/{_short(keyfile.key_id)} holds a malformed master key") from None
 

@@ -19,7 +19,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
 
-from ebas.errors import LockError, ObjectNotFound, PermissionDenied
+from ebas.errors import IntegrityError, LockError, ObjectNotFound, PermissionDenied
+from ebas.repo.fields import Fields, load_json
 
 PREFIX = "locks/"
 STALE_AFTER = 30 * 60
@@ -45,6 +46,14 @@ class LockInfo:
         kind = "exclusive" if self.exclusive else "shared"
         return (f"{kind} lock {self.id[:10]} held by {self.user}@{self.host} pid {self.pid} "
                 f"for '{self.operation}', last heartbeat {age:.0f}s ago")
+
+
+def decode_lock(lock_id: str, data: bytes) -> LockInfo:
+    """Parse a lock object, checking every field; ``MalformedObject`` if it is not a lock."""
+    f = Fields(load_json(data, "lock", lock_id), "lock", lock_id)
+    return LockInfo(lock_id, f.str("host", max_len=4096), f.int("pid", lo=0, hi=(1 << 31) - 1),
+                    f.str("user", max_len=4096), f.str("operation", max_len=65536), f.bool("exclusive"),
+                    f.int("created_ns"), f.int("heartbeat_ns"))
 
 
 def _pid_alive(pid: int) -> bool:
@@ -77,12 +86,10 @@ class LockManager:
         for info in self.store.list(PREFIX):
             lock_id = info.name[len(PREFIX):]
             try:
-                d = json.loads(self.store.get(info.name))
-                out.append(LockInfo(id=lock_id, **{k: d[k] for k in (
-                    "host", "pid", "user", "operation", "exclusive", "created_ns", "heartbeat_ns")}))
+                out.append(decode_lock(lock_id, self.store.get(info.name)))
             except ObjectNotFound:
                 continue
-            except (ValueError, KeyError, TypeError):
+            except IntegrityError:  # malformed: anyone who can write the store can write a lock
                 out.append(LockInfo(lock_id, "?", 0, "?", "unreadable lock", False, 0, 0))
         return out
 

@@ -19,12 +19,15 @@ cannot be swapped); rewritten in place (atomically) as phase one progresses. JSO
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass, field
 
 from ebas.errors import IntegrityError, ObjectNotFound
+from ebas.repo.fields import Fields, load_json
 
 PREFIX = "prune/"
 AAD = b"ebas-prune"
+PHASES = ("marked", "indexed")
 
 
 @dataclass
@@ -64,17 +67,38 @@ def load_all(repo) -> tuple[list[PendingDeletion], list[str]]:
     for info in repo.store.list(PREFIX):
         try:
             plain = repo.aead.open(repo.store.get(info.name), AAD + info.name.encode())
-            doc = json.loads(plain)
-            rec = PendingDeletion(**{k: v for k, v in doc.items() if k in PendingDeletion.__dataclass_fields__})
-            rec.name = info.name
-            [bytes.fromhex(p) for p in rec.packs]
-            out.append(rec)
+            out.append(decode(plain, info.name))
         except ObjectNotFound:
             continue
-        except (IntegrityError, ValueError, TypeError):
+        except IntegrityError:  # MalformedObject included
             bad.append(info.name)
     out.sort(key=lambda r: (r.created_ns, r.name))
     return out, bad
+
+
+def decode(plain: bytes, name: str) -> PendingDeletion:
+    """Parse a record's plaintext, checking every field; ``MalformedObject`` naming it."""
+    f = Fields(load_json(plain, "prune record", name), "prune record", name)
+    return PendingDeletion(
+        created_ns=f.int("created_ns"), host=f.str("host", ""), pid=f.int("pid", 0),
+        packs=f.str_list("packs", [], hex_ids=True), segments=_segment_names(f, f.str_list("segments", [])),
+        compacted=_segment_names(f, [f.str("compacted", "", max_len=128)])[0],
+        snapshots=f.str_list("snapshots", [], max_len=4096),
+        waiting_for=f.opt_str_list("waiting_for", max_len=4096), phase=f.str("phase", "marked", choices=PHASES),
+        version=f.int("version", 1), name=name,
+    )
+
+
+def _segment_names(f: Fields, names: list[str]) -> list[str]:
+    """Only index segment names: prune deletes what a record lists, so an authentic record
+    naming ``keys/...`` or ``snapshots/...`` must not make it delete those."""
+    for n in names:
+        if n and not _SEGMENT.fullmatch(n):
+            raise f.bad("segments", f"names {n[:80]!r}, which is not an index segment")
+    return names
+
+
+_SEGMENT = re.compile(r"index/[0-9a-f]{64}")
 
 
 def condemned_packs(repo) -> set[bytes]:

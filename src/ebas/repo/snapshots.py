@@ -8,12 +8,13 @@ that fails authentication, is reported as tampered and never used.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 
 import blake3
 
-from ebas.errors import AmbiguousSnapshot, IntegrityError, SnapshotNotFound
+from ebas.errors import AmbiguousSnapshot, IntegrityError, MalformedObject, SnapshotNotFound
+from ebas.repo.fields import Fields, is_number, load_json
 
 AAD = b"ebas-snapshot"
 PREFIX = "snapshots/"
@@ -60,17 +61,57 @@ class Snapshot:
 
     @classmethod
     def decode(cls, data: bytes, snap_id: str) -> "Snapshot":
-        """Parse manifest bytes; raises ``IntegrityError`` naming the snapshot."""
+        """Parse manifest bytes, checking every field's type and range; raises
+        ``MalformedObject`` (an ``IntegrityError``) naming the snapshot."""
+        name = snap_id[:12]
+        f = Fields(load_json(data, "snapshot", name), "snapshot", name)
+        f.only(_FIELDS | {"id"})
         try:
-            d = json.loads(data)
-            d.pop("id", None)
-            snap = cls(**d)
-        except (ValueError, TypeError) as exc:
-            raise IntegrityError(f"snapshot {snap_id[:12]} is malformed: {exc}") from exc
-        if snap.level not in LEVELS:
-            raise IntegrityError(f"snapshot {snap_id[:12]} has unknown level {snap.level!r}")
+            tree = f.hex_id("tree")
+        except MalformedObject:
+            raise MalformedObject("snapshot", name, "it has an invalid root tree id") from None
+        snap = cls(
+            time_ns=f.int("time_ns", lo=0), host=f.str("host", max_len=MAX_NAME), paths=f.str_list("paths"),
+            tree=tree, level=f.str("level", "full", choices=LEVELS), tags=f.str_list("tags", [], max_len=MAX_NAME),
+            username=f.str("username", "", max_len=MAX_NAME), parent=f.opt_str("parent", max_len=MAX_NAME),
+            base=f.opt_str("base", max_len=MAX_NAME), chain=f.str("chain", "", max_len=MAX_NAME),
+            partial=f.bool("partial", False), errors=f.str_list("errors", []), stats=_stats(f),
+            holds=_holds(f), program=f.str("program", "ebas", max_len=MAX_NAME),
+        )
         snap.id = snap_id
         return snap
+
+
+MAX_NAME = 4096  # host, user, tag, chain and parent ids: generous, but bounded
+_FIELDS = frozenset(f.name for f in fields(Snapshot)) - {"id"}
+
+
+_NUMERIC_STATS = ("files", "dirs", "others", "bytes", "blobs", "packs", "errors", "warnings", "duration")
+
+
+def _stats(f: Fields) -> dict:
+    """``stats``: an object of scalars; counters and sizes (``files``, ``bytes_*``, ...)
+    must be numbers, notes (``synthesized_from``, ``exported_from``) short strings."""
+    stats = f.obj("stats", {})
+    for k, v in stats.items():
+        if k.startswith(_NUMERIC_STATS):
+            if not is_number(v):
+                raise f.bad("stats", f"entry {k[:40]!r} must be a number")
+        elif not (v is None or type(v) is bool or is_number(v) or (type(v) is str and len(v) <= MAX_NAME)):
+            raise f.bad("stats", f"entry {k[:40]!r} must be a number, a short string, true/false or null")
+    return dict(stats)
+
+
+def _holds(f: Fields) -> list[dict]:
+    """``holds`` written into the manifest: ``{"type": "hold"|"retain", "reason", "until_ns"}``."""
+    out = []
+    for h in f.list("holds", []):
+        hf = Fields(h, f.kind, f.name)
+        hf.str("type", choices=("hold", "retain"))
+        hf.str("reason", "")
+        hf.int("until_ns", 0)
+        out.append(dict(h))
+    return out
 
 
 def seal(aead, snap: Snapshot) -> tuple[str, bytes]:

@@ -10,14 +10,17 @@ name with invalid UTF-8 round-trips exactly. See docs/format.md, "Trees".
 from __future__ import annotations
 
 import base64
+import binascii
 import json
 from dataclasses import dataclass, field
 from typing import Iterable
 
-from ebas.errors import IntegrityError
+from ebas.errors import MalformedObject
+from ebas.repo.fields import INT64_MAX, UINT64_MAX, Fields, load_json
 
 TREE_VERSION = 1
 ID_LEN = 32
+UINT32_MAX = (1 << 32) - 1
 
 FILE = "file"
 DIR = "dir"
@@ -34,7 +37,11 @@ def _b64(data: bytes) -> str:
 
 
 def _unb64(text: str) -> bytes:
-    return base64.b64decode(text.encode("ascii"), validate=True)
+    """Strict base64 (``ValueError`` for anything else, including non-ASCII text)."""
+    try:
+        return base64.b64decode(text.encode("ascii"), validate=True)
+    except (binascii.Error, UnicodeEncodeError) as exc:
+        raise ValueError(f"invalid base64: {exc}") from None
 
 
 def _put_bytes(out: dict, key: str, value: bytes) -> None:
@@ -42,14 +49,6 @@ def _put_bytes(out: dict, key: str, value: bytes) -> None:
         out[key] = value.decode("utf-8")
     except UnicodeDecodeError:
         out[key + "_b"] = _b64(value)
-
-
-def _get_bytes(data: dict, key: str) -> bytes | None:
-    if key in data:
-        return data[key].encode("utf-8")
-    if key + "_b" in data:
-        return _unb64(data[key + "_b"])
-    return None
 
 
 @dataclass
@@ -151,50 +150,61 @@ class Node:
         return d
 
     @classmethod
-    def from_dict(cls, d: dict) -> "Node":
-        """Inverse of :meth:`to_dict`; raises ``IntegrityError`` on malformed input."""
+    def from_dict(cls, d: dict, where: str = "") -> "Node":
+        """Inverse of :meth:`to_dict`; every field's type and range is checked and any defect
+        raises ``MalformedObject`` (an ``IntegrityError``) describing the entry."""
+        f = Fields(d, "tree entry", where)
         try:
-            get = d.get
-            name = get("name")
-            name = name.encode("utf-8") if name is not None else _get_bytes(d, "name")
+            name = _bytes_field(f, "name")
             if name is None:
-                raise ValueError("node without a name")
-            ntype = d["type"]
-            if ntype not in NODE_TYPES:
-                raise ValueError(f"unknown node type {ntype!r}")
-            content = _unb64(d["content"]) if "content" in d else b""
+                raise f.bad("name", "is missing")
+            ntype = f.str("type", choices=NODE_TYPES)
+            content = _b64_field(f, "content")
             if len(content) % ID_LEN:
-                raise ValueError("content is not a whole number of blob ids")
-            subtree = bytes.fromhex(d["subtree"]) if "subtree" in d else b""
-            if subtree and len(subtree) != ID_LEN:
-                raise ValueError("bad subtree id")
-            ints = (get("mode", 0), get("uid", 0), get("gid", 0), get("mtime", 0), get("ctime", 0),
-                    get("atime", 0), get("size", 0), get("inode", 0), get("dev", 0), get("nlink", 1), get("rdev", 0))
-            for v in ints:
-                if type(v) is not int:
-                    raise ValueError("a numeric field is not an integer")
-            mode, uid, gid, mtime, ctime, atime, size, inode, dev, nlink, rdev = ints
-            texts = (get("user", ""), get("group", ""), get("link_group", ""), get("error", ""))
-            for v in texts:
-                if type(v) is not str:
-                    raise ValueError("a text field is not a string")
-            user, group, link_group, error = texts
-            node = cls(name, ntype, mode, uid, gid, user, group, mtime, ctime, atime, size,
-                       inode, dev, nlink, rdev,
-                       {_unb64(k): _unb64(v) for k, v in d["xattrs"]} if "xattrs" in d else {},
-                       _unb64(d["acl_access"]) if "acl_access" in d else b"",
-                       _unb64(d["acl_default"]) if "acl_default" in d else b"",
-                       (_get_bytes(d, "target") or b"") if ntype == SYMLINK else b"",
-                       link_group, content,
-                       [(int(a), int(b), int(c)) for a, b, c in d["extents"]] if "extents" in d else [],
-                       subtree, error)
+                raise f.bad("content", "is not a whole number of blob ids")
+            subtree = b""
+            if "subtree" in d:
+                subtree = bytes.fromhex(f.hex_id("subtree"))
+            xattrs = {}
+            for pair in f.list("xattrs", []):
+                if type(pair) is not list or len(pair) != 2 or not all(type(x) is str for x in pair):
+                    raise f.bad("xattrs", "must hold [name, value] pairs of base64 strings")
+                xattrs[_unb64(pair[0])] = _unb64(pair[1])
+            extents = []
+            for e in f.list("extents", []):
+                if type(e) is not list or len(e) != 3 or not all(type(x) is int and 0 <= x <= INT64_MAX for x in e):
+                    raise f.bad("extents", "must hold [offset, length, chunk count] triples of integers >= 0")
+                extents.append((e[0], e[1], e[2]))
+            node = cls(
+                name, ntype, f.int("mode", 0, lo=0, hi=0o7777), f.int("uid", 0, lo=0, hi=UINT32_MAX),
+                f.int("gid", 0, lo=0, hi=UINT32_MAX), f.str("user", "", max_len=4096),
+                f.str("group", "", max_len=4096), f.int("mtime", 0), f.int("ctime", 0), f.int("atime", 0),
+                f.int("size", 0, lo=0), f.int("inode", 0, lo=0, hi=UINT64_MAX), f.int("dev", 0, lo=0, hi=UINT64_MAX),
+                f.int("nlink", 1, lo=0, hi=UINT64_MAX), f.int("rdev", 0, lo=0, hi=UINT64_MAX), xattrs,
+                _b64_field(f, "acl_access"), _b64_field(f, "acl_default"),
+                (_bytes_field(f, "target") or b"") if ntype == SYMLINK else b"",
+                f.str("link_group", "", max_len=4096), content, extents, subtree, f.str("error", ""),
+            )
             return node
-        except IntegrityError:
-            raise
-        except (KeyError, ValueError, TypeError, AttributeError, OverflowError) as exc:
-            # AttributeError: a non-string where text is expected ({"name": 5});
-            # OverflowError: int() of an infinite float (in "extents")
-            raise IntegrityError(f"malformed tree entry: {exc}") from exc
+        except ValueError as exc:  # bad base64 or hex
+            raise MalformedObject("tree entry", where, str(exc)) from None
+
+
+def _bytes_field(f: Fields, key: str) -> bytes | None:
+    """A raw-bytes field stored as UTF-8 text under ``key`` or base64 under ``key_b``."""
+    if key in f.doc:
+        text = f.str(key)
+        try:
+            return text.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate from a \udXXX escape
+            raise f.bad(key, "is not valid UTF-8 text") from None
+    if key + "_b" in f.doc:
+        return _unb64(f.str(key + "_b"))
+    return None
+
+
+def _b64_field(f: Fields, key: str) -> bytes:
+    return _unb64(f.str(key)) if key in f.doc else b""
 
 
 def encode_tree(nodes: Iterable[Node]) -> bytes:
@@ -208,13 +218,11 @@ def encode_tree(nodes: Iterable[Node]) -> bytes:
 
 
 def decode_tree(data: bytes) -> list[Node]:
-    """Nodes of a tree blob; raises ``IntegrityError`` if it is not a valid tree."""
-    try:
-        doc = json.loads(data)
-    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
-        raise IntegrityError(f"tree blob is not valid JSON: {exc}") from exc
-    if not isinstance(doc, dict) or doc.get("v") != TREE_VERSION or not isinstance(doc.get("nodes"), list):
-        raise IntegrityError("tree blob has an unknown structure or version")
+    """Nodes of a tree blob; raises ``IntegrityError`` (``MalformedObject`` for an authentic
+    blob of the wrong shape) if it is not a valid tree."""
+    doc = load_json(data, "tree", "")
+    if not isinstance(doc, dict) or doc.get("v") != TREE_VERSION or type(doc.get("nodes")) is not list:
+        raise MalformedObject("tree", "", "unknown structure or version")
     if not all(isinstance(d, dict) for d in doc["nodes"]):
-        raise IntegrityError("tree blob has an entry that is not an object")
-    return [Node.from_dict(d) for d in doc["nodes"]]
+        raise MalformedObject("tree", "", "an entry is not an object")
+    return [Node.from_dict(d, f"#{i}") for i, d in enumerate(doc["nodes"])]
