@@ -55,7 +55,8 @@ def index_new_snapshot(env, repo, snapshot) -> None:
         return
     try:
         with open_env_catalog(env, repo) as cat:
-            cat.ingest_snapshot(repo, snapshot)
+            for p in cat.ingest_snapshot(repo, snapshot).skipped:
+                env.note(f"warning: catalog: {p}")
     except Exception as exc:  # noqa: BLE001 - the backup is committed; the catalog is derived data
         msg = exc.render() if hasattr(exc, "render") else f"{type(exc).__name__}: {exc}"
         click.echo(f"warning: the catalog was not updated: {msg}\n  the backup is complete; "
@@ -261,6 +262,8 @@ def sync_cmd(ctx):
         res = cat.sync(repo, progress=env.note)
     for p in res.unreadable:
         env.note(f"warning: unreadable snapshot {p}")
+    for p in res.skipped:
+        env.note(f"warning: {p}")
     env.emit(res.to_json(), f"indexed {len(res.added)} snapshot(s), removed {len(res.removed)}, "
                             f"read {res.trees_read} trees, {res.rows_inserted} new file versions in {res.seconds:.2f}s")
 
@@ -276,6 +279,8 @@ def rebuild_cmd(ctx):
     repo = env.open_repo()
     cat, res = rebuild_catalog(_location(env), repo, site=os.environ.get("EBAS_SITE") or None, progress=env.note)
     cat.close()
+    for p in res.skipped:
+        env.note(f"warning: {p}")
     env.emit(res.to_json(), f"rebuilt the catalog: {len(res.added)} snapshot(s), {res.rows_inserted} file versions "
                             f"in {res.seconds:.2f}s")
 
