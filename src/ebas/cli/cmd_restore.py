@@ -7,7 +7,7 @@ import sys
 import click
 
 from ebas.cli.app import get_env, json_option
-from ebas.cli.render import human_size
+from ebas.cli.render import human_size, printable_lines
 from ebas.errors import EXIT_PARTIAL
 
 
@@ -60,8 +60,8 @@ def restore_cmd(ctx, snapshot, target, includes, no_owner, staging, skip_damaged
                           restore_owner=False if no_owner else None, skip_damaged=skip_damaged).run()
     for w in result.warnings:
         env.note(f"warning: {w}")
-    for f in result.failed:
-        env.note(f"not restored: {f['path']}: {f['reason']}")
+    for f in result.failed:  # errors: shown even with --quiet
+        click.echo(printable_lines(f"not restored: {f['path']}: {f['reason']}"), err=True)
     out = result.to_json()
     out["snapshot_id"] = snap.id
     if recalled is not None:
