@@ -14,6 +14,9 @@ from ebas.chunking.params import ChunkerParams
 from ebas.errors import IntegrityError, UnsupportedFormat
 
 FORMAT_VERSION = 1
+HINT_CONFIG = ("the repository's 'config' object is damaged, and every ebas command ('check' and 'repair' too) needs "
+               "it: copy 'config' from a replica or an older copy of this repository (it holds no secrets)")
+_MALFORMED = (ValueError, KeyError, TypeError, AttributeError, OverflowError, RecursionError)
 CONFIG_NAME = "config"
 DEFAULT_PACK_SIZE = 16 * 1024 * 1024
 
@@ -55,9 +58,8 @@ class RepoConfig:
         try:
             doc = json.loads(data)
             version = int(doc["version"])
-        except (ValueError, KeyError, TypeError) as exc:
-            raise IntegrityError(f"repository config is unreadable: {exc}",
-                                 hint="restore the 'config' object from a copy of the repository") from exc
+        except _MALFORMED as exc:
+            raise IntegrityError(f"repository config is unreadable: {exc}", hint=HINT_CONFIG) from exc
         if version > FORMAT_VERSION:
             raise UnsupportedFormat(f"repository format version {version} is newer than this ebas supports ({FORMAT_VERSION})")
         try:
@@ -73,12 +75,16 @@ class RepoConfig:
                 created_ns=int(doc.get("created", 0)),
                 object_lock=doc.get("object_lock"),
             )
-        except (ValueError, KeyError, TypeError) as exc:
-            raise IntegrityError(f"repository config is malformed: {exc}") from exc
+        except _MALFORMED as exc:
+            raise IntegrityError(f"repository config is malformed: {exc}", hint=HINT_CONFIG) from exc
         if cfg.encryption != "aes-256-gcm" or cfg.id_hash != "blake3-keyed":
             raise UnsupportedFormat(f"unknown encryption {cfg.encryption!r} or id hash {cfg.id_hash!r}")
         if cfg.compression not in ("zstd", "none"):
             raise UnsupportedFormat(f"unknown compression {cfg.compression!r}")
+        lock = cfg.object_lock
+        if lock is not None and not (isinstance(lock, dict) and lock.get("mode") in ("governance", "compliance")
+                                     and type(lock.get("days")) in (int, float) and lock["days"] > 0):
+            raise IntegrityError(f"repository config has an invalid object_lock setting {lock!r}", hint=HINT_CONFIG)
         if not (1024 <= cfg.pack_size <= 1 << 31):
-            raise IntegrityError(f"repository config has an invalid pack size {cfg.pack_size}")
+            raise IntegrityError(f"repository config has an invalid pack size {cfg.pack_size}", hint=HINT_CONFIG)
         return cfg
