@@ -346,7 +346,9 @@ def export_cmd(ctx, since, output):
             sys.stdout.buffer.flush()
         else:
             tmp = output + ".partial"
-            with open(tmp, "wb") as fh:
+            from ebas.repo.privatefs import open_private
+
+            with open_private(tmp) as fh:  # every path in plain text: owner only
                 st = cat.export(fh, since=since)
             os.replace(tmp, output)
     msg = (f"exported {st.snapshots} snapshot(s), {st.tombstones} tombstone(s), {st.trees} trees; "

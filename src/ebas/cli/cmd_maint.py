@@ -58,7 +58,7 @@ def unlock_cmd(ctx):
     live = [lk for lk in mgr.list()]
     now = repo.clock.now_ns()
     text = "\n".join([f"removed stale {lk.describe(now)}" for lk in removed]
-                     + [f"kept live {lk.describe(now)}" for lk in live]) or "no locks"
+                     + [f"kept live {mgr.describe(lk)}" for lk in live]) or "no locks"
     env.emit({"removed": [lk.__dict__ for lk in removed], "live": [lk.__dict__ for lk in live]}, text)
 
 
