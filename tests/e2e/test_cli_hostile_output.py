@@ -64,6 +64,25 @@ def test_unexpected_errors_answer_in_json(capsys, monkeypatch):
         group.commands.pop("explode")
 
 
+def test_an_interruption_answers_in_json(capsys):
+    from ebas.cli.app import cli as group
+    from ebas.cli.app import main
+
+    @click.command("interrupt-me")
+    def interrupt_me():
+        raise KeyboardInterrupt
+
+    group.add_command(interrupt_me)
+    try:
+        with pytest.raises(SystemExit) as info:
+            main(["--json", "interrupt-me"])
+    finally:
+        group.commands.pop("interrupt-me")
+    assert info.value.code == 130
+    assert json.loads(capsys.readouterr().out) == {"error": "Interrupted", "message": "interrupted", "hint": "",
+                                                   "exit_code": 130}
+
+
 def test_ebas_errors_answer_in_json(cli, tmp_path):
     obj = _json_error(cli("--json", "snapshots", repo=str(tmp_path / "nothing-here")), 10)
     assert obj["error"] == "RepositoryNotFound"
