@@ -217,3 +217,24 @@ def test_dump_of_a_normal_tree_extracts_with_gnu_tar_and_python(repo, tmp_path):
         assert os.stat(dest / "hard").st_ino == os.stat(dest / "top").st_ino
         assert sorted(str(p.relative_to(dest)) for p in Path(dest).rglob("*")) == sorted(
             str(p.relative_to(src)) for p in src.rglob("*"))
+
+
+def test_the_cli_gives_the_same_verdict(repos, make_cli, tmp_path):
+    repo = repos.init()
+    sid = _sealed_snapshot(repo, [_link("a", str(tmp_path)), _dir("a"), _file("fine")], {"a": [_file("planted")]})
+    cli = make_cli(repos.base / "repo")
+    check = cli("check", "--json")
+    assert check.returncode == 13
+    found = [p for p in json.loads(check.stdout)["errors"] if p["object"] == "/a"]
+    assert found and found[0]["snapshots"] == [sid] and "duplicate" in found[0]["message"]
+    dumped = cli("dump", sid[:8], "/")
+    assert dumped.returncode == 13 and b"duplicate name" in dumped.stderr and b"planted" not in dumped.stdout
+    restored = cli("restore", sid[:8], "--target", str(tmp_path / "t"))
+    assert restored.returncode == 13 and b"/a is a duplicate name" in restored.stderr
+    salvaged = cli("restore", sid[:8], "--target", str(tmp_path / "t2"), "--skip-damaged")
+    assert salvaged.returncode == 3 and b"not restored: /a: entry is a duplicate name" in salvaged.stderr
+    assert (tmp_path / "t2" / "fine").read_bytes() == PAYLOAD
+    synced = cli("catalog", "sync", "--json")
+    assert synced.returncode == 0, synced.stderr.decode()
+    assert any("/a: entry is a duplicate name" in s for s in json.loads(synced.stdout)["skipped"])
+    assert not (tmp_path / "planted").exists()
