@@ -17,6 +17,8 @@ import tarfile
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from ebas import api
 from ebas.backup.dump import dump
@@ -238,3 +240,43 @@ def test_the_cli_gives_the_same_verdict(repos, make_cli, tmp_path):
     assert synced.returncode == 0, synced.stderr.decode()
     assert any("/a: entry is a duplicate name" in s for s in json.loads(synced.stdout)["skipped"])
     assert not (tmp_path / "planted").exists()
+
+
+# ------------------------------------------------------------------ property
+NAMES = ["", ".", "..", "a", "a", "b", "a/b", "x\x00y", "\u00e9", "z"]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(entries=st.lists(st.tuples(st.sampled_from(NAMES), st.sampled_from(["file", "dir", "symlink"])),
+                        min_size=1, max_size=5),
+       canonical=st.booleans())
+def test_any_odd_tree_gets_one_verdict_from_every_reader(entries, canonical, fast_kdf, tmp_path_factory):
+    from ebas.repo.repository import Repository
+    from ebas.storage.backends.memory import MemoryStore
+
+    repo = Repository.init(MemoryStore(), "pw", kdf=fast_kdf)
+    nodes = [_file(n) if t == "file" else _dir(n) if t == "dir" else _link(n, "target") for n, t in entries]
+    if canonical:
+        nodes.sort(key=lambda d: d["name"].encode())
+    sid = _sealed_snapshot(repo, nodes)
+    snap = repo.find_snapshot(sid)
+    bad = bool(tree_faults(decode_tree(repo.get_blob(bytes.fromhex(snap.tree)))))
+    work = tmp_path_factory.mktemp("odd")
+
+    assert (not check_repository(repo).ok) == bad
+    try:
+        api.restore(repo, sid, str(work / "restore"))
+        refused = False
+    except UnsafePath:
+        refused = True
+    assert refused == bad
+    try:
+        dump(repo, snap, "/", io.BytesIO())
+        dumped = True
+    except UnsafePath:
+        dumped = False
+    assert dumped == (not bad)
+    with open_catalog(str(work / "cat.sqlite"), repo_id="odd") as cat:
+        assert bool(cat.ingest_snapshot(repo, snap).skipped) == bad  # never raises
+    salvage = api.restore(repo, sid, str(work / "salvage"), skip_damaged=True)
+    assert bool(salvage.failed) == bad
