@@ -63,15 +63,19 @@ def backup(repo: Repository, paths: list[str], **options) -> BackupResult:
 
 def restore(repo: Repository, snapshot: str, target: str, *, includes: list[str] | None = None,
             host: str | None = None, tags: list[str] | None = None, path: str | None = None,
-            restore_owner: bool | None = None, staging: str | None = None) -> RestoreResult:
+            restore_owner: bool | None = None, staging: str | None = None,
+            skip_damaged: bool = False) -> RestoreResult:
     """Restore ``snapshot`` ("latest" or an id prefix) into ``target``.
 
     From a tape repository the repository is first recalled, in tape order, into a
     staging directory under ``staging`` (default: beside ``target``); see
-    :mod:`ebas.transfer.recall`."""
+    :mod:`ebas.transfer.recall`. With ``skip_damaged`` damage does not stop the restore:
+    files, directories and entries that cannot be restored are skipped and listed in
+    ``result.failed`` (``{"path", "reason"}``); everything else is restored."""
     with staged(repo, staging, near=target) as (source, _):
         snap = source.find_snapshot(snapshot, host=host, tags=tags, path=path)
-        return Restorer(source, snap, target, includes=includes, restore_owner=restore_owner).run()
+        return Restorer(source, snap, target, includes=includes, restore_owner=restore_owner,
+                        skip_damaged=skip_damaged).run()
 
 
 def ls(repo: Repository, snapshot: str, path: str = "/", *, recursive: bool = False):

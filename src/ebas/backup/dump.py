@@ -1,7 +1,11 @@
 """``dump``: write one file of a snapshot to a stream, or a directory as a tar stream.
 
 Every blob is verified as it is read. Sparse files come out with their holes as zeros
-(tar streams carry them as data, like GNU tar without ``--sparse``).
+(tar streams carry them as data, like GNU tar without ``--sparse``). Every tree on the
+way to ``path`` and below it is judged by :mod:`ebas.repo.treecheck`, as restore judges
+it: a faulted tree (an unsafe or duplicate name, e.g. a symlink ``a`` beside a directory
+``a`` through which an extractor would write outside its target) stops the dump with
+``UnsafePath`` before its entries are written.
 """
 
 from __future__ import annotations
@@ -11,10 +15,10 @@ import os
 import tarfile
 from typing import BinaryIO
 
-from ebas.backup.browse import resolve, walk
-from ebas.backup.fswrite import check_component
+from ebas.backup.browse import resolve
 from ebas.repo.locks import reader_lock
 from ebas.repo.tree import BLOCKDEV, CHARDEV, DIR, FIFO, FILE, SYMLINK, Node
+from ebas.repo.treecheck import printable, require_valid_tree
 
 ZERO = bytes(1 << 20)
 BATCH = 64
@@ -93,7 +97,37 @@ def dump(repo, snapshot, path: str, out: BinaryIO) -> str:
         return _dump(repo, snapshot, path, out)
 
 
+def _valid_tree(repo, tree_id: bytes, path: str) -> list[Node]:
+    return require_valid_tree(repo.load_tree(tree_id), printable(os.fsencode(path or "/")))
+
+
+def _check_path(repo, snapshot, path: str) -> None:
+    """Judge every tree from the root down to ``path`` (``UnsafePath`` on a fault)."""
+    tree, here = bytes.fromhex(snapshot.tree), ""
+    for comp in [os.fsencode(c) for c in path.split("/") if c]:
+        node = next((n for n in _valid_tree(repo, tree, here) if n.name == comp), None)
+        if node is None or node.type != DIR:
+            return  # resolve() reports a missing path; a file ends the way down
+        tree, here = node.subtree, here + "/" + os.fsdecode(comp)
+
+
+def _walk(repo, tree_id: bytes, prefix: str):
+    """``(path, node)`` below a tree, depth first in name order, every tree judged first."""
+    stack = [(iter(_valid_tree(repo, tree_id, prefix)), prefix)]
+    while stack:
+        entries, base = stack[-1]
+        node = next(entries, None)
+        if node is None:
+            stack.pop()
+            continue
+        p = base.rstrip("/") + "/" + node.display_name
+        yield p, node
+        if node.type == DIR:
+            stack.append((iter(_valid_tree(repo, node.subtree, p)), p))
+
+
 def _dump(repo, snapshot, path: str, out: BinaryIO) -> str:
+    _check_path(repo, snapshot, path)
     node, tree = resolve(repo, snapshot, path)
     if node is not None and node.type == FILE:
         for data in iter_file(repo, node):
@@ -105,8 +139,7 @@ def _dump(repo, snapshot, path: str, out: BinaryIO) -> str:
     base = path.rstrip("/")
     with tarfile.open(fileobj=out, mode="w|", format=tarfile.PAX_FORMAT) as tar:
         links: dict[str, str] = {}
-        for p, n in walk(repo, tree, base or "/"):
-            check_component(n.name)  # a tampered tree must not put "../x" into the archive
+        for p, n in _walk(repo, tree, base or "/"):
             rel = p[len(base):].lstrip("/") if base else p.lstrip("/")
             ti = _tarinfo(rel, n)
             if n.type == FILE and n.link_group:

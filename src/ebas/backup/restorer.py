@@ -5,6 +5,14 @@ through :mod:`ebas.backup.fswrite`, which refuses names that would leave the tar
 never follows a symlink, so a malicious or corrupt tree cannot write outside it.
 Directory metadata (times especially) is applied after the directory's contents.
 Hard links are restored as links; sparse files get their holes back.
+
+Every tree is judged by :mod:`ebas.repo.treecheck` before anything of it is written (the
+same verdict ``ebas check`` reports): a faulted tree stops the restore with
+``UnsafePath``. With ``skip_damaged`` nothing stops it for damage: a file whose data
+cannot be read (corrupt or missing blob), a directory whose tree cannot be read and an
+entry the tree check refuses are skipped, listed in ``RestoreResult.failed`` (snapshot
+path and reason), and everything else is restored. A skipped file leaves nothing under
+its name (a partly written file is removed).
 """
 
 from __future__ import annotations
@@ -22,6 +30,7 @@ from ebas.errors import IntegrityError, RestoreError, UnsafePath
 from ebas.repo.locks import reader_lock
 from ebas.repo.tree import DIR, FILE, ID_LEN, SYMLINK, Node
 from ebas.repo.treeahead import TreeAhead
+from ebas.repo.treecheck import entry_path, faulted_names, printable, require_valid_tree, tree_faults
 
 BATCH = 64  # blobs fetched per task
 MAX_PENDING = 4
@@ -42,6 +51,7 @@ class RestoreResult:
     bytes: int = 0
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    failed: list[dict] = field(default_factory=list)  # skip_damaged: {"path", "reason"} of what was not restored
 
     def to_json(self) -> dict:
         """Machine-readable form."""
@@ -57,18 +67,20 @@ class Restorer:
     """Writes a snapshot's tree under ``target``; single use."""
 
     def __init__(self, repo, snapshot, target: str, *, includes: list[str] | None = None,
-                 restore_owner: bool | None = None, workers: int = 2):
+                 restore_owner: bool | None = None, workers: int = 2, skip_damaged: bool = False):
         self.repo = repo
         self.snapshot = snapshot
         self.target = target
         self.includes = [split_path(p) for p in (includes or [])]
         self.restore_owner = os.geteuid() == 0 if restore_owner is None else restore_owner
         self.workers = workers
+        self.skip_damaged = skip_damaged
         self.result = RestoreResult()
         self._lock = threading.Lock()
         self._links: dict[str, list[bytes]] = {}
         self._link_done: dict[str, Future] = {}
         self._matched = False  # some entry matched an include path (not only its parents)
+        self._failed_links: set[str] = set()  # skip_damaged: hard-link groups whose first file failed
         self.trees = TreeAhead(repo)  # trees below a directory are read ahead, level by level
         self.small: SmallFilesAhead | None = None
 
@@ -91,17 +103,44 @@ class Restorer:
                                hint="check the paths with 'ebas ls SNAPSHOT'")
         return self.result
 
-    def _wanted(self, comps: list[bytes]) -> tuple[bool, bool]:
+    def _wanted(self, comps: list[bytes], count: bool = True) -> tuple[bool, bool]:
         """(restore this entry?, restore everything below it?)"""
         if not self.includes:
             return True, True
         for inc in self.includes:
             if comps[: len(inc)] == inc:
-                self._matched = True
+                self._matched = self._matched or count
                 return True, True
             if inc[: len(comps)] == comps:
                 return True, False
         return False, False
+
+    def _load_valid(self, tree_id: bytes, comps: list[bytes], everything: bool) -> list[Node]:
+        """The tree's entries that may be restored; refuses a faulted tree (``UnsafePath``)
+        unless ``skip_damaged``, which lists and drops the faulted entries (or the tree)."""
+        dir_path = "/" + "/".join(printable(c) for c in comps)
+        try:
+            nodes = self.trees.load(tree_id, ahead=everything or not self.includes)  # --include: no read-ahead
+        except IntegrityError as exc:
+            if not self.skip_damaged:
+                raise
+            self._fail(dir_path, f"directory cannot be read: {exc.message}")
+            return []
+        faults = [f for f in tree_faults(nodes) if f.name is None or everything
+                  or self._wanted(comps + [f.name], count=False)[0]]
+        if not faults:
+            return nodes
+        if not self.skip_damaged:
+            require_valid_tree(nodes, dir_path)  # raises UnsafePath naming the first fault
+        for f in faults:
+            where = dir_path if f.name is None else entry_path(dir_path, f.name)
+            self._fail(where, f"{'directory' if f.name is None else 'entry'} {f.reason}; not restored")
+        bad = faulted_names(faults)
+        return [] if bad is None else [n for n in nodes if n.name not in bad]
+
+    def _fail(self, path: str, reason: str) -> None:
+        with self._lock:
+            self.result.failed.append({"path": path, "reason": reason})
 
     def _restore_dir(self, tdir: TargetDir, tree_id: bytes, comps: list[bytes], everything: bool = False) -> None:
         """Restore the tree ``tree_id`` into ``tdir`` (and everything below it).
@@ -137,7 +176,7 @@ class Restorer:
 
     def _frame(self, tdir: TargetDir, tree_id: bytes, comps: list[bytes], everything: bool,
                node: Node | None) -> "_DirFrame":
-        nodes = self.trees.load(tree_id, ahead=everything or not self.includes)  # --include: no read-ahead
+        nodes = self._load_valid(tree_id, comps, everything)
         return _DirFrame(tdir, nodes, comps, everything, node)
 
     def _entry(self, top: "_DirFrame") -> "_DirFrame | None":
@@ -198,6 +237,9 @@ class Restorer:
         if group and group in self._links:
             first = self._link_done[group]
             first.result()  # the first link must be complete before linking to it
+            if group in self._failed_links:
+                self._fail(self._snap_path(tdir, name), "hard link to a file whose data cannot be read; not restored")
+                return None
             tdir.hardlink(self._links[group], name)
             self.result.files += 1
             return None
@@ -210,13 +252,21 @@ class Restorer:
     def _write_group(self, tdir: TargetDir, files: list[tuple[bytes, Node]]) -> None:
         """Small files (no holes, no links): all their blobs in one fetch, then each file."""
         ids = [cid for _name, node in files for cid in node.chunk_ids]
-        datas = iter(self.small.get(ids) if self.small is not None else self.repo.get_blobs(ids))
+        try:
+            datas = iter(self.small.get(ids) if self.small is not None else self.repo.get_blobs(ids))
+        except IntegrityError:
+            if not self.skip_damaged:
+                raise
+            for name, node in files:  # one by one: only the files with damaged data are skipped
+                self._write_file(tdir, name, node)
+            return
         for name, node in files:
             self._write_file(tdir, name, node, [[next(datas) for _ in node.chunk_ids]])
 
     def _write_file(self, tdir: TargetDir, name: bytes, node: Node, fetched: list | None = None) -> None:
         fd = tdir.create_file(name)
         written = 0
+        damaged: IntegrityError | None = None
         try:
             ids = node.chunk_ids
             regions = node.extents or [(0, node.size, len(ids))]
@@ -237,8 +287,19 @@ class Restorer:
         except OSError as exc:
             raise RestoreError(f"cannot write {tdir.where(name)}: {exc.strerror}",
                                hint="check free space and permissions on the restore target") from exc
+        except IntegrityError as exc:
+            if not self.skip_damaged:
+                raise
+            damaged = exc
         finally:
             os.close(fd)
+        if damaged is not None:
+            self._discard(tdir, name)
+            if node.link_group:
+                with self._lock:
+                    self._failed_links.add(node.link_group)
+            self._fail(self._snap_path(tdir, name), f"data cannot be read: {damaged.message}")
+            return
         self._meta(tdir, name, node)
         with self._lock:
             self.result.files += 1
@@ -257,6 +318,18 @@ class Restorer:
                 yield pending.popleft().result()
         while pending:
             yield pending.popleft().result()
+
+    def _snap_path(self, tdir: TargetDir, name: bytes) -> str:
+        """The path of ``name`` in ``tdir`` as a path in the snapshot (``/a/b``), printable."""
+        return printable((tdir.path + b"/" + name)[len(self.root.path):])
+
+    @staticmethod
+    def _discard(tdir: TargetDir, name: bytes) -> None:
+        """Remove a partly written file (its content would be wrong)."""
+        try:
+            os.unlink(name, dir_fd=tdir.fd)
+        except OSError:
+            pass
 
     def _meta(self, tdir: TargetDir, name: bytes, node: Node) -> None:
         for w in apply_metadata(tdir, name, node, restore_owner=self.restore_owner):

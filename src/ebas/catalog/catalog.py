@@ -75,6 +75,7 @@ class SyncResult:
     trees_read: int = 0
     rows_inserted: int = 0
     seconds: float = 0.0
+    skipped: list[str] = field(default_factory=list)  # "snapshot path: reason" of entries not indexed
 
     def to_json(self) -> dict:
         return dict(self.__dict__)
@@ -201,6 +202,7 @@ class Catalog:
                         res.sites_added += int(self.ingestor.add_site(s.id, self.site))
                 continue
             st = self.ingest(SnapshotInfo.from_snapshot(s), trees)
+            res.skipped += [f"{s.id[:8]} {x}" for x in st.skipped]
             if st.added:
                 res.added.append(s.id)
                 res.rows_inserted += st.rows_inserted

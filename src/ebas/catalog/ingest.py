@@ -9,6 +9,12 @@ between P and N (a late arrival), rows that spanned X are split, rows that ended
 and continue in X are extended, and rows that start at N and equal X's are moved back.
 Everything happens in one transaction: an interrupted ingest leaves nothing behind.
 
+Every listing is judged as restore, dump and check judge it (:mod:`ebas.repo.treecheck`):
+an entry with an unsafe name (empty, ``.``, ``..``, ``/``, NUL), sharing its name with
+another entry, or (trees read from a repository) that restore could not write, is not
+indexed, and a tree whose entries are out of order is not indexed at all; each is listed
+in ``IngestStats.skipped`` (path and reason) instead of stopping the ingest.
+
 Forgetting X undoes exactly that: rows that start at X move to N or vanish, rows that
 end at X end at P, rows split by X are merged again, so the table is the same as if X
 had never been ingested (this is what makes exchange order-independent).
@@ -24,8 +30,9 @@ from typing import Protocol
 
 from ebas.catalog import tables as T
 from ebas.catalog.db.base import Backend, chunks
-from ebas.catalog.schema import DIR, GAP, OPEN, Entry, entry_from_node
+from ebas.catalog.schema import DIR, GAP, OPEN, TYPE_NAMES, Entry, entry_from_node
 from ebas.repo.tree import decode_tree
+from ebas.repo.treecheck import TreeFault, entry_path, faulted_names, names_faults, node_fault
 
 V_COLS = ("dir_id", "source_id", "name_id", "first_pos", "last_pos", "type", "size", "mtime", "ctime", "mode",
           "uid", "gid", "owner_id", "digest", "target")
@@ -47,10 +54,17 @@ class RepoTrees:
     def __init__(self, repo):
         self.repo = repo
         self.reads = 0
+        self.faults: dict[bytes, list[TreeFault]] = {}  # tree id -> entries restore refuses for more than their name
+
+    def _entries(self, tree_id: bytes, nodes: list) -> list[Entry]:
+        faults = [TreeFault(n.name, why) for n in nodes if (why := node_fault(n)) is not None]
+        if faults:
+            self.faults[tree_id] = faults
+        return [entry_from_node(n) for n in nodes]
 
     def entries(self, tree_id: bytes) -> list[Entry]:
         self.reads += 1
-        return [entry_from_node(n) for n in self.repo.load_tree(tree_id)]
+        return self._entries(tree_id, self.repo.load_tree(tree_id))
 
     def entries_many(self, tree_ids: list[bytes]) -> list[list[Entry]]:
         """Several trees with batched reads (one request per run of nearby tree blobs)."""
@@ -58,7 +72,7 @@ class RepoTrees:
         for k in range(0, len(tree_ids), 256):
             part = tree_ids[k : k + 256]
             self.reads += len(part)
-            out += [[entry_from_node(n) for n in decode_tree(b)] for b in self.repo.get_blobs(part)]
+            out += [self._entries(t, decode_tree(b)) for t, b in zip(part, self.repo.get_blobs(part))]
         return out
 
 
@@ -103,9 +117,32 @@ class IngestStats:
     position: int = 0
     middle: bool = False
     seconds: float = 0.0
+    skipped: list[str] = field(default_factory=list)  # "path: reason" of entries/trees not indexed
 
     def to_json(self) -> dict:
         return dict(self.__dict__)
+
+
+def _raw_name(e: Entry) -> bytes:
+    return e.raw if e.raw is not None else e.name.encode("utf-8", "surrogatepass")
+
+
+def valid_entries(listing: list[Entry], dir_path: str, skipped: list[str],
+                  more: list[TreeFault] | None = None) -> list[Entry]:
+    """The entries of one directory listing the catalog may index; the others (an unsafe or
+    duplicate name, a fault in ``more``; every entry when the listing is out of order) are
+    appended to ``skipped`` as ``"path: reason"``."""
+    names = [_raw_name(e) for e in listing]
+    faults = names_faults(names, [TYPE_NAMES.get(e.type, "?") for e in listing]) + (more or [])
+    if not faults:
+        return listing
+    for f in faults:
+        where = dir_path if f.name is None else entry_path(dir_path, f.name)
+        skipped.append(f"{where}: {'directory' if f.name is None else 'entry'} {f.reason}; not indexed")
+    bad = faulted_names(faults)
+    if bad is None:
+        return []
+    return [e for e, n in zip(listing, names) if n not in bad]
 
 
 class _Row:
@@ -196,6 +233,7 @@ class Ingestor:
             stats.trees_read = walk.trees_read
             stats.rows_inserted = walk.v.count_inserted
             stats.rows_closed = walk.v.count_closed
+            stats.skipped = walk.skipped
 
     def add_site(self, snap_id: str, site: str) -> bool:
         """Record that ``site`` holds the snapshot (inside a write transaction); False if known."""
@@ -335,6 +373,7 @@ class _Walk:
         self.dirs_changed = 0
         self.trees_read = 0
         self.new_last = x if n is not None else OPEN
+        self.skipped: list[str] = []
 
     # ------------------------------------------------------------ interval rules
     def _differ(self, ops: _Ops, r: _Row) -> None:
@@ -443,6 +482,9 @@ class _Walk:
             for did, xt in todo:
                 listings[did] = self.trees.entries(xt)
         self.trees_read += len(todo)
+        more = getattr(self.trees, "faults", {})  # what a tree source found beyond names (RepoTrees)
+        for did, path, xt, _pt in level:
+            listings[did] = valid_entries(listings[did], path, self.skipped, more.pop(xt, None) if xt else None)
         in_p = [lv[0] for lv in level if lv[3] is not None]
         p_rows = self._fetch_versions(in_p, "v.first_pos <= ? AND v.last_pos >= ?", [p, p]) if in_p else {}
         n_rows = self._fetch_versions(dir_ids, "v.first_pos = ?", [n]) if n is not None else {}

@@ -1,8 +1,11 @@
 """The ``ebas`` command line: parse arguments, call the API, print text or JSON.
 
-Exit codes (also in README.md): 0 ok, 1 error, 2 usage, 3 partial backup (some files
-could not be read), 10 repository not found, 11 repository locked, 12 wrong password or
-unusable key file, 13 integrity error (corrupt or tampered data), 130 interrupted.
+Exit codes (also in README.md): 0 ok, 1 error, 2 usage, 3 partial (a backup could not read
+some files; ``restore --skip-damaged`` could not restore some), 10 repository not found,
+11 repository locked, 12 wrong password or unusable key file, 13 integrity error (corrupt
+or tampered data), 130 interrupted. With ``--json`` every failure, including a usage error
+caught by the argument parser and an unexpected one, also prints the error object
+``{"error", "message", "hint", "exit_code"}`` on stdout (:func:`main`).
 Heavy modules (numpy, zstd, crypto, cloud SDKs) are imported inside commands so that
 ``ebas --help`` starts fast.
 """
@@ -16,7 +19,8 @@ import sys
 import click
 
 from ebas import __version__
-from ebas.errors import EXIT_ERROR, EXIT_INTERRUPTED, EbasError, UsageError
+from ebas.cli.render import printable, printable_lines
+from ebas.errors import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_USAGE, EbasError, UsageError
 
 
 class Env:
@@ -60,7 +64,7 @@ class Env:
     def note(self, message: str) -> None:
         """A human message on stderr (suppressed by --quiet)."""
         if not self.quiet:
-            click.echo(message, err=True)
+            click.echo(printable_lines(message), err=True)
 
     def emit(self, data, text: str | None = None) -> None:
         """Print ``data`` as JSON with --json, else ``text`` (if any)."""
@@ -69,7 +73,7 @@ class Env:
             click.echo(json.dumps(data, indent=None if isinstance(data, list) and len(data) > 50 else 2,
                                   default=str, ensure_ascii=True))
         elif text is not None:
-            click.echo(text)
+            click.echo(printable_lines(text))  # names are escaped by the renderers; this catches the rest
 
 
 def read_password(env_var: str, path: str | None, prompt: str, confirm: bool = False, *, hint: str) -> bytes:
@@ -127,7 +131,7 @@ def cli(ctx: click.Context, repo, password_file, catalog, json_out, quiet) -> No
     """ebas: deduplicating, encrypted, verifiable backups.
 
     \b
-    Exit codes: 0 ok, 1 error, 2 usage, 3 partial backup, 10 repository not found,
+    Exit codes: 0 ok, 1 error, 2 usage, 3 partial (backup or restore --skip-damaged), 10 repository not found,
     11 locked, 12 wrong password / bad key file, 13 corrupt or tampered data, 130 interrupted.
     """
     obj = ctx.ensure_object(dict)
@@ -147,32 +151,51 @@ def _register() -> None:
 _register()
 
 
+def _json_requested(args: list[str]) -> bool:
+    """True if ``--json`` is among the options (not after a ``--``)."""
+    return "--json" in (args[: args.index("--")] if "--" in args else args)
+
+
+def _fail(json_mode: bool, error: str, message: str, hint: str, code: int, *, text: bool = True,
+          payload: dict | None = None) -> int:
+    """Report a failure and return its exit code: ``error: ...`` and the hint on stderr
+    (unless ``text`` is False: already shown), and with ``--json`` the documented error
+    object on stdout, so a script always gets JSON. The one place every failure passes."""
+    if text:
+        click.echo(f"error: {printable(message)}" + (f"\n  hint: {printable(hint)}" if hint else ""), err=True)
+    if json_mode:
+        try:
+            obj = payload or {"error": error, "message": message, "hint": hint, "exit_code": code}
+            click.echo(json.dumps(obj, ensure_ascii=True, default=str))
+        except OSError:  # stdout is gone (closed pipe): stderr said it
+            pass
+    return code
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Console entry point: run the CLI and turn errors into exit codes."""
-    json_mode = "--json" in (argv if argv is not None else sys.argv[1:])
+    """Console entry point: run the CLI and turn errors into exit codes (and, with
+    ``--json``, into the error object on stdout)."""
+    json_mode = _json_requested(list(argv if argv is not None else sys.argv[1:]))
     try:
-        sys.exit(cli.main(args=argv, prog_name="ebas", standalone_mode=False) or 0)  # ctx.exit(n) returns n
-    except click.exceptions.Abort:
+        code = cli.main(args=argv, prog_name="ebas", standalone_mode=False) or 0  # ctx.exit(n) returns n
+    except (click.exceptions.Abort, KeyboardInterrupt):
         click.echo("interrupted", err=True)
-        sys.exit(EXIT_INTERRUPTED)
+        code = _fail(json_mode, "Interrupted", "interrupted", "", EXIT_INTERRUPTED, text=False)
     except click.ClickException as exc:
         exc.show()
-        sys.exit(2 if isinstance(exc, click.UsageError) else exc.exit_code)
+        usage = isinstance(exc, click.UsageError)
+        where = exc.ctx.command_path if usage and exc.ctx is not None else "ebas"
+        code = _fail(json_mode, "UsageError" if usage else type(exc).__name__, exc.format_message(),
+                     f"see '{where} --help'" if usage else "", EXIT_USAGE if usage else exc.exit_code, text=False)
     except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
+        code = exc.exit_code
     except EbasError as exc:
-        click.echo(f"error: {exc.render()}", err=True)
-        if json_mode:
-            click.echo(json.dumps(exc.to_json()))
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        click.echo("interrupted", err=True)
-        sys.exit(EXIT_INTERRUPTED)
+        code = _fail(json_mode, type(exc).__name__, exc.message, exc.hint, exc.exit_code, payload=exc.to_json())
     except BrokenPipeError:
-        sys.exit(EXIT_ERROR)
+        code = EXIT_ERROR
     except Exception as exc:  # noqa: BLE001 - last resort: never a bare traceback for an admin
         if os.environ.get("EBAS_DEBUG"):
             raise
-        click.echo(f"error: unexpected {type(exc).__name__}: {exc}\n  hint: this is a bug in ebas; "
-                   "rerun with EBAS_DEBUG=1 for details and report it", err=True)
-        sys.exit(EXIT_ERROR)
+        code = _fail(json_mode, "InternalError", f"unexpected {type(exc).__name__}: {exc}",
+                     "this is a bug in ebas; rerun with EBAS_DEBUG=1 for details and report it", EXIT_ERROR)
+    sys.exit(code)

@@ -14,7 +14,7 @@ import sys
 import click
 
 from ebas.cli.app import get_env, json_option
-from ebas.cli.render import human_size, local_time, mode_string
+from ebas.cli.render import human_size, local_time, mode_string, printable
 from ebas.errors import EXIT_ERROR, UsageError
 
 DISABLED = ("none", "off")
@@ -55,7 +55,8 @@ def index_new_snapshot(env, repo, snapshot) -> None:
         return
     try:
         with open_env_catalog(env, repo) as cat:
-            cat.ingest_snapshot(repo, snapshot)
+            for p in cat.ingest_snapshot(repo, snapshot).skipped:
+                env.note(f"warning: catalog: {p}")
     except Exception as exc:  # noqa: BLE001 - the backup is committed; the catalog is derived data
         msg = exc.render() if hasattr(exc, "render") else f"{type(exc).__name__}: {exc}"
         click.echo(f"warning: the catalog was not updated: {msg}\n  the backup is complete; "
@@ -101,11 +102,11 @@ def _parse_time(text: str) -> int:
 def _hit_line(h, long_format: bool = True) -> str:
     span = f"{h.snapshot[:8]}" if h.snapshot_count == 1 else \
         f"{h.first_snapshot[:8]}..{h.last_snapshot[:8]} ({h.snapshot_count} snapshots)"
-    path = h.path + (f" -> {h.target}" if h.target else "")
+    path = printable(h.path) + (f" -> {printable(h.target)}" if h.target else "")
     size = human_size(h.size) if h.type == "file" else "-"
-    line = f"{local_time(h.mtime_ns)}  {size:>10}  {h.host:<12} {path}  [{span}]"
+    line = f"{local_time(h.mtime_ns)}  {size:>10}  {printable(h.host):<12} {path}  [{span}]"
     if long_format:
-        line = f"{mode_string(h.type, h.mode)} {h.user or h.uid:>8} " + line
+        line = f"{mode_string(h.type, h.mode)} {printable(h.user) or h.uid:>8} " + line
     if h.deleted_in:
         line += f"  gone in {h.deleted_in[:8]} ({local_time(h.deleted_time_ns)})"
     return line
@@ -207,9 +208,9 @@ def history_cmd(ctx, path, hosts, sources):
     lines = []
     for h in res.versions:
         lines.append(f"{local_time(h.mtime_ns)}  {human_size(h.size) if h.type == 'file' else h.type:>10}  "
-                     f"{(h.digest or '')[:12]:12}  {h.host:<12} in {h.snapshot_count} snapshot(s): "
+                     f"{(h.digest or '')[:12]:12}  {printable(h.host):<12} in {h.snapshot_count} snapshot(s): "
                      + " ".join(s[:8] for s in (h.snapshots or [])[:8]) + (" ..." if h.snapshot_count > 8 else ""))
-    env.emit(res.to_json(), "\n".join(lines) if lines else f"{path}: not in any indexed snapshot")
+    env.emit(res.to_json(), "\n".join(lines) if lines else f"{printable(path)}: not in any indexed snapshot")
 
 
 # ------------------------------------------------------------------ ls --at
@@ -234,14 +235,16 @@ def ls_at(ctx, at_time: str | None, path: str, long_format: bool, recursive: boo
     out = []
     for x in res.listings:
         if len(res.listings) > 1:
-            out.append(f"# snapshot {x.snapshot.snap_id[:8]} {x.snapshot.host} {' '.join(x.snapshot.paths)} "
+            out.append(f"# snapshot {x.snapshot.snap_id[:8]} {printable(x.snapshot.host)} "
+                       f"{printable(' '.join(x.snapshot.paths))} "
                        f"{local_time(x.snapshot.time_ns)}")
         for e in x.entries:
             if long_format:
-                out.append(f"{mode_string(e.type, e.mode)} {e.user or e.uid:>8} {e.group or e.gid:>8} {e.size:>12} "
-                           f"{local_time(e.mtime_ns)} {e.path}" + (f" -> {e.target}" if e.target else ""))
+                out.append(f"{mode_string(e.type, e.mode)} {printable(e.user) or e.uid:>8} "
+                           f"{printable(e.group) or e.gid:>8} {e.size:>12} {local_time(e.mtime_ns)} "
+                           f"{printable(e.path)}" + (f" -> {printable(e.target)}" if e.target else ""))
             else:
-                out.append(e.path)
+                out.append(printable(e.path))
     click.echo("\n".join(out))
 
 
@@ -262,6 +265,8 @@ def sync_cmd(ctx):
         res = cat.sync(repo, progress=env.note)
     for p in res.unreadable:
         env.note(f"warning: unreadable snapshot {p}")
+    for p in res.skipped:
+        env.note(f"warning: {p}")
     env.emit(res.to_json(), f"indexed {len(res.added)} snapshot(s), removed {len(res.removed)}, "
                             f"read {res.trees_read} trees, {res.rows_inserted} new file versions in {res.seconds:.2f}s")
 
@@ -277,6 +282,8 @@ def rebuild_cmd(ctx):
     repo = env.open_repo()
     cat, res = rebuild_catalog(_location(env), repo, site=os.environ.get("EBAS_SITE") or None, progress=env.note)
     cat.close()
+    for p in res.skipped:
+        env.note(f"warning: {p}")
     env.emit(res.to_json(), f"rebuilt the catalog: {len(res.added)} snapshot(s), {res.rows_inserted} file versions "
                             f"in {res.seconds:.2f}s")
 
@@ -340,7 +347,9 @@ def export_cmd(ctx, since, output):
             sys.stdout.buffer.flush()
         else:
             tmp = output + ".partial"
-            with open(tmp, "wb") as fh:
+            from ebas.repo.privatefs import open_private
+
+            with open_private(tmp) as fh:  # every path in plain text: owner only
                 st = cat.export(fh, since=since)
             os.replace(tmp, output)
     msg = (f"exported {st.snapshots} snapshot(s), {st.tombstones} tombstone(s), {st.trees} trees; "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from ebas.cli.app import get_env, json_option
+from ebas.cli.render import printable
 from ebas.errors import EXIT_INTEGRITY
 
 
@@ -19,7 +20,8 @@ def check_cmd(ctx, read_data):
     env = get_env(ctx)
     repo = env.open_repo()
     report = check_repository(repo, read_data=read_data)
-    lines = [f"{p.kind}: {p.message}" + (f"\n  hint: {p.hint}" if p.hint else "") for p in report.problems]
+    lines = [f"{p.kind}: {printable(p.message)}" + (f"\n  hint: {printable(p.hint)}" if p.hint else "")
+             for p in report.problems]
     lines.append("no errors were found" if report.ok else f"{len(report.errors)} error(s) found")
     env.emit(report.to_json(), "\n".join(lines))
     if not report.ok:
@@ -62,7 +64,7 @@ def unlock_cmd(ctx):
     live = [lk for lk in mgr.list()]
     now = repo.clock.now_ns()
     text = "\n".join([f"removed stale {lk.describe(now)}" for lk in removed]
-                     + [f"kept live {lk.describe(now)}" for lk in live]) or "no locks"
+                     + [f"kept live {mgr.describe(lk)}" for lk in live]) or "no locks"
     env.emit({"removed": [lk.__dict__ for lk in removed], "live": [lk.__dict__ for lk in live]}, text)
 
 

@@ -7,7 +7,8 @@ import sys
 import click
 
 from ebas.cli.app import get_env, json_option
-from ebas.cli.render import human_size
+from ebas.cli.render import human_size, printable_lines
+from ebas.errors import EXIT_PARTIAL
 
 
 def snapshot_filters(f):
@@ -30,14 +31,21 @@ def find(repo, ref, filter_host, filter_tags, filter_path):
 @click.option("--no-owner", is_flag=True, help="do not restore file ownership")
 @click.option("--staging", metavar="DIR", type=click.Path(),
               help="tape: recall the repository into a directory under DIR first (default: beside --target)")
+@click.option("--skip-damaged", is_flag=True,
+              help="restore every file that can be restored and list the ones that cannot (exit 3 if any)")
 @snapshot_filters
 @json_option
 @click.pass_context
-def restore_cmd(ctx, snapshot, target, includes, no_owner, staging, filter_host, filter_tags, filter_path):
+def restore_cmd(ctx, snapshot, target, includes, no_owner, staging, skip_damaged, filter_host, filter_tags,
+                filter_path):
     """Restore SNAPSHOT (an id prefix or 'latest') into --target.
 
     From a tape repository, the repository is first recalled into a staging directory,
     reading the cartridges once each, in order; the restore reads that copy.
+
+    With --skip-damaged, damaged data (a corrupt or missing blob or tree, an entry the
+    tree check refuses) does not stop the restore: those files are skipped and listed
+    (path and reason), everything else is restored, and the exit code is 3 (partial).
     """
     from ebas.backup.restorer import Restorer
     from ebas.transfer.recall import needs_recall, staged
@@ -49,15 +57,20 @@ def restore_cmd(ctx, snapshot, target, includes, no_owner, staging, filter_host,
     with staged(repo, staging, near=target) as (source, recalled):
         snap = find(source, snapshot, filter_host, filter_tags, filter_path)
         result = Restorer(source, snap, target, includes=list(includes),
-                          restore_owner=False if no_owner else None).run()
+                          restore_owner=False if no_owner else None, skip_damaged=skip_damaged).run()
     for w in result.warnings:
         env.note(f"warning: {w}")
+    for f in result.failed:  # errors: shown even with --quiet
+        click.echo(printable_lines(f"not restored: {f['path']}: {f['reason']}"), err=True)
     out = result.to_json()
     out["snapshot_id"] = snap.id
     if recalled is not None:
         out["recalled"] = recalled.to_json()
     env.emit(out, f"restored snapshot {snap.id[:8]} to {target}: {result.files} files, {result.dirs} dirs, "
-                  f"{human_size(result.bytes)}")
+                  f"{human_size(result.bytes)}"
+                  + (f"; {len(result.failed)} damaged item(s) NOT restored (listed above)" if result.failed else ""))
+    if result.failed:
+        ctx.exit(EXIT_PARTIAL)
 
 
 @click.command("dump")

@@ -6,7 +6,7 @@ import click
 
 from ebas.cli.app import get_env, json_option
 from ebas.cli.cmd_restore import find, snapshot_filters
-from ebas.cli.render import human_size, local_time, mode_string, table
+from ebas.cli.render import human_size, local_time, mode_string, printable, table
 
 
 @click.command("snapshots")
@@ -75,11 +75,11 @@ def ls_cmd(ctx, snapshot, path, long_format, recursive, at_time, from_catalog, f
     lines = []
     for p, n in entries:
         if long_format:
-            lines.append(f"{mode_string(n.type, n.mode)} {n.user or n.uid:>8} {n.group or n.gid:>8} "
-                         f"{n.size:>12} {local_time(n.mtime_ns)} {p}"
-                         + (f" -> {n.target.decode('utf-8', 'surrogateescape')}" if n.target else ""))
+            lines.append(f"{mode_string(n.type, n.mode)} {printable(n.user) or n.uid:>8} "
+                         f"{printable(n.group) or n.gid:>8} {n.size:>12} {local_time(n.mtime_ns)} {printable(p)}"
+                         + (f" -> {printable(n.target.decode('utf-8', 'surrogateescape'))}" if n.target else ""))
         else:
-            lines.append(p)
+            lines.append(printable(p))
     click.echo("\n".join(lines))
 
 
@@ -100,7 +100,7 @@ def diff_cmd(ctx, snapshot_a, snapshot_b):
     added = sum(c.new_size for c in changes if c.kind == "added")
     removed = sum(c.old_size for c in changes if c.kind == "removed")
     sign = {"added": "+", "removed": "-", "modified": "M", "metadata": "U", "type": "T"}
-    text = "\n".join(f"{sign[c.kind]}    {c.path}" for c in changes)
+    text = "\n".join(f"{sign[c.kind]}    {printable(c.path)}" for c in changes)
     text += (f"\n\nadded: {counts['added']} ({human_size(added)}), removed: {counts['removed']} "
              f"({human_size(removed)}), modified: {counts['modified']}, metadata only: {counts['metadata']}")
     env.emit({"from": a.id, "to": b.id, "changes": [c.to_json() for c in changes], "summary": counts,

@@ -15,6 +15,8 @@ from ebas.errors import MalformedObject, UnsupportedFormat, UsageError
 from ebas.repo.fields import Fields, load_json
 
 FORMAT_VERSION = 1
+HINT_CONFIG = ("the repository's 'config' object is damaged, and every ebas command ('check' and 'repair' too) needs "
+               "it: copy 'config' from a replica or an older copy of this repository (it holds no secrets)")
 CONFIG_NAME = "config"
 DEFAULT_PACK_SIZE = 16 * 1024 * 1024
 
@@ -54,12 +56,11 @@ class RepoConfig:
     def decode(cls, data: bytes) -> "RepoConfig":
         """Parse config bytes; refuses unknown versions and schemes, and fields of the wrong
         type or range (``MalformedObject``, an ``IntegrityError``)."""
-        hint = "restore the 'config' object from a copy of the repository"
         try:
             f = Fields(load_json(data, "repository config", ""), "repository config", "")
             version = f.int("version", lo=0)
         except MalformedObject as exc:
-            raise MalformedObject("repository config", "", exc.problem, hint=hint) from None
+            raise MalformedObject("repository config", "", exc.problem, hint=HINT_CONFIG) from None
         if version > FORMAT_VERSION:
             raise UnsupportedFormat(f"repository format version {version} is newer than this ebas supports ({FORMAT_VERSION})")
         try:
@@ -77,13 +78,17 @@ class RepoConfig:
                 object_lock=_object_lock(f),
             )
         except MalformedObject as exc:
-            raise MalformedObject("repository config", "", exc.problem, hint=hint) from None
+            raise MalformedObject("repository config", "", exc.problem, hint=HINT_CONFIG) from None
         if cfg.encryption != "aes-256-gcm" or cfg.id_hash != "blake3-keyed":
             raise UnsupportedFormat(f"unknown encryption {cfg.encryption!r} or id hash {cfg.id_hash!r}")
         if cfg.compression not in ("zstd", "none"):
             raise UnsupportedFormat(f"unknown compression {cfg.compression!r}")
+        lock = cfg.object_lock
+        if lock is not None and not (isinstance(lock, dict) and lock.get("mode") in ("governance", "compliance")
+                                     and type(lock.get("days")) in (int, float) and lock["days"] > 0):
+            raise MalformedObject("repository config", "", f"invalid object_lock setting {lock!r}", hint=HINT_CONFIG)
         if not (1024 <= cfg.pack_size <= 1 << 31):
-            raise MalformedObject("repository config", "", f"invalid pack size {cfg.pack_size}", hint=hint)
+            raise MalformedObject("repository config", "", f"invalid pack size {cfg.pack_size}", hint=HINT_CONFIG)
         return cfg
 
 

@@ -34,6 +34,7 @@ import blake3
 import numpy as np
 
 from ebas.repo.dedup import DedupTable
+from ebas.repo.privatefs import cache_home, open_private, private_dir
 
 ARRAYS = ("hi", "lo", "pack", "off", "len")
 VERSION = 1
@@ -46,7 +47,7 @@ def cache_root() -> Path | None:
         return None
     if env:
         return Path(env)
-    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "ebas" / "dedup"
+    return cache_home() / "dedup"
 
 
 def min_entries() -> int:
@@ -119,17 +120,20 @@ def save(repo_id: str, names: list[str], segments: list[str], table: DedupTable)
         return final
     tmp = base / f".tmp-{os.getpid()}-{os.urandom(4).hex()}"
     try:
-        tmp.mkdir(parents=True, mode=0o700)
+        private_dir(tmp)  # 0700 directories, 0600 files, whatever the umask
         arrays = dict(zip(ARRAYS, (table._hi, table._lo, table._pack, table._off, table._len)))
         digests = {}
         for a, arr in arrays.items():
-            np.save(tmp / f"{a}.npy", np.ascontiguousarray(arr))
+            with open_private(tmp / f"{a}.npy") as fh:
+                np.save(fh, np.ascontiguousarray(arr))
             digests[f"{a}.npy"] = _digest(tmp / f"{a}.npy")
-        (tmp / "packs.bin").write_bytes(b"".join(table.packs))
+        with open_private(tmp / "packs.bin") as fh:
+            fh.write(b"".join(table.packs))
         digests["packs.bin"] = _digest(tmp / "packs.bin")
         meta = {"version": VERSION, "names": sorted(names), "segments": sorted(segments), "entries": len(table),
                 "blake3": digests}
-        (tmp / "meta.json").write_text(json.dumps(meta))
+        with open_private(tmp / "meta.json") as fh:
+            fh.write(json.dumps(meta).encode())
         os.rename(tmp, final)
     except OSError:
         shutil.rmtree(tmp, ignore_errors=True)

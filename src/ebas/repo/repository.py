@@ -15,11 +15,13 @@ from dataclasses import dataclass, field
 from ebas.chunking.params import ChunkerParams
 from ebas.crypto.kdf import KdfParams
 from ebas.errors import (
+    AmbiguousSnapshot,
     IndexDamaged,
     IntegrityError,
     ObjectNotFound,
     RepositoryExists,
     RepositoryNotFound,
+    SnapshotNotFound,
 )
 from ebas.repo import keys as keyfiles
 from ebas.repo import snapshots as snaps
@@ -304,8 +306,40 @@ class Repository:
 
     def find_snapshot(self, ref: str, *, host: str | None = None, tags: list[str] | None = None,
                       path: str | None = None) -> snaps.Snapshot:
-        """Resolve ``latest`` or an id prefix (see :func:`ebas.repo.snapshots.select`)."""
-        return snaps.select(self.snapshots(), ref, host=host, tags=tags, path=path)
+        """Resolve ``latest`` or an id prefix (see :func:`ebas.repo.snapshots.select`).
+
+        An id prefix that names an unreadable (damaged) snapshot object raises
+        ``IntegrityError`` (exit 13) saying so, not ``SnapshotNotFound``; a prefix matching
+        both a readable and a damaged snapshot is ``AmbiguousSnapshot``."""
+        readable = self.snapshots()
+        try:
+            found = snaps.select(readable, ref, host=host, tags=tags, path=path)
+        except SnapshotNotFound:
+            found = None
+        damaged = self._damaged_matching(ref)
+        if damaged and found is not None and ref != "latest":
+            raise AmbiguousSnapshot(f"snapshot id prefix {ref!r} matches {found.id[:12]} and the damaged "
+                                    f"snapshot {damaged[0][0][:12]}")
+        if found is not None:
+            return found
+        if damaged:
+            sid, why = damaged[0]
+            raise IntegrityError(f"snapshot {sid[:12]} is damaged and cannot be read: {why}",
+                                 hint=f"copy snapshots/{sid} from a replica if one has it; otherwise this snapshot "
+                                      "cannot be restored ('ebas check' lists all damage)")
+        return snaps.select(readable, ref, host=host, tags=tags, path=path)  # raises SnapshotNotFound
+
+    def _damaged_matching(self, ref: str) -> list[tuple[str, str]]:
+        """``(id, problem)`` of unreadable snapshot objects whose id starts with ``ref``."""
+        if ref == "latest" or not ref:
+            return []
+        out = []
+        for text in self.snapshot_problems:
+            name, _, why = text.partition(": ")
+            sid = name[len(snaps.PREFIX):] if name.startswith(snaps.PREFIX) else name
+            if sid.startswith(ref.lower()):
+                out.append((sid, why))
+        return out
 
     def save_snapshot(self, snap: snaps.Snapshot) -> str:
         """Store a snapshot manifest (the commit point) and return its id."""

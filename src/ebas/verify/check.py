@@ -36,8 +36,10 @@ from ebas.repo.locks import reader_lock
 from ebas.repo.pack import ENTRY, HEAD, TRAILER, pack_id_from_name, pack_name, read_pack_header
 from ebas.repo.repository import read_runs
 from ebas.repo.tree import DIR, FILE, ID_LEN, decode_tree
+from ebas.repo.treecheck import printable, tree_faults
 from ebas.verify.packdata import index_entries, verify_pack_bytes
 from ebas.verify.problems import (
+    HINT_ENTRY,
     HINT_LOST,
     HINT_MISSING,
     HINT_QUARANTINED,
@@ -366,18 +368,17 @@ class _Checker:
     def _scan(self, nodes: list, path: str, keys: set) -> list[tuple[bytes, str]]:
         """Check the file entries of one tree; return its subdirectories."""
         base = path.rstrip("/") + "/"
+        for fault in tree_faults(nodes):  # the verdict restore and dump apply: each fault makes them refuse
+            where = path if fault.name is None else base + printable(fault.name)
+            self._bad_entry(keys, where, fault.reason, directory=fault.name is None)
         children, files, ids = [], [], []
         for node in nodes:
             if node.type == DIR:
                 if len(node.subtree) == ID_LEN:
                     children.append((node.subtree, base + node.display_name))
-                else:
-                    self._bad_entry(keys, base + node.display_name, "is a directory without a subtree")
             elif node.type == FILE:
                 files.append(node)
                 ids.extend(node.chunk_ids)
-                if node.extents and sum(c for _, _, c in node.extents) != len(node.content) // ID_LEN:
-                    self._bad_entry(keys, base + node.display_name, "has extents that do not match its chunks")
         self.report.files += len(files)
         self.report.blobs += len(ids)
         if not ids or (not self.bad_packs and not self.bad_blobs and self.table.contains_many(ids).all()):
@@ -390,9 +391,11 @@ class _Checker:
             keys |= hits
         return children
 
-    def _bad_entry(self, keys: set, path: str, what: str) -> None:
-        keys.add(("entry", path))
-        self.issue(("entry", path), "tree-damaged", path, f"tree entry {path} {what}", HINT_LOST)
+    def _bad_entry(self, keys: set, path: str, what: str, directory: bool = False) -> None:
+        key = ("entry", path, what)
+        keys.add(key)
+        self.issue(key, "tree-damaged", path, f"{'directory' if directory else 'tree entry'} {path} {what}: "
+                   "restore refuses this snapshot", HINT_ENTRY)
 
     def _blob_key(self, bid: bytes, fpath: str) -> tuple | None:
         if bid in self.bad_blobs:

@@ -23,6 +23,8 @@ HINT_QUARANTINED = ("moved here by 'ebas repair index' because it was not intact
                     "nothing uses it: delete it once no one needs it for forensics")
 HINT_MISSING = ("copy the lost pack from a replica if one has it; otherwise the next backup stores the file "
                 "again, and the listed snapshots cannot restore it")
+HINT_ENTRY = ("this tree was sealed with the repository key but not written by a correct ebas (a bug, or someone "
+              "holding the key): 'ebas restore --skip-damaged' restores everything else of the snapshot")
 HINT_SNAPSHOT = "copy this snapshot object from a replica, or delete it: it cannot be restored"
 HINT_UNINDEXED = "unindexed pack: will be adopted by the next backup or removed by prune"
 HINT_UNINDEXED_DAMAGED = ("nothing trusts it (no backup adopts it); 'ebas repair index' keeps the blobs of it that "

@@ -21,6 +21,7 @@ from ebas.catalog.db.base import Backend, NameMatch
 from ebas.catalog.errors import CatalogCorrupt, CatalogUnavailable, QueryTimeout
 from ebas.catalog.patterns import glob_to_sqlite, trigrams
 from ebas.catalog.schema import SQLITE_DDL
+from ebas.repo.privatefs import create_private_file
 
 PAGE_SIZE = 8192
 MMAP_BYTES = 256 << 20
@@ -47,10 +48,10 @@ class SqliteBackend(Backend):
         self._timed_out = False
         if path != ":memory:":
             parent = os.path.dirname(os.path.abspath(path))
-            try:
-                os.makedirs(parent, exist_ok=True)
+            try:  # every path in plain text: a new catalog is 0600 in 0700 directories (whatever the umask);
+                create_private_file(path)  # SQLite gives its -wal and -shm files the database file's mode
             except OSError as exc:
-                raise CatalogUnavailable(f"cannot create the catalog directory {parent}: {exc.strerror}") from exc
+                raise CatalogUnavailable(f"cannot create the catalog in {parent}: {exc.strerror}") from exc
         try:
             self.conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=BUSY_MS / 1000)
             self._setup()
