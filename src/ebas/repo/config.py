@@ -1,26 +1,51 @@
-"""The repository config: plain JSON at ``config``, no secrets.
+"""The repository config: canonical JSON at ``config``, no secrets, authenticated.
 
 It records the format version, the repository id, the chunker parameters, the target
-pack size and the compression and encryption schemes. An ebas that finds a newer format
-version refuses to touch the repository.
+pack size, the compression and encryption schemes and the object-lock settings. It is
+readable without a key (a store inventory, ``check`` and the object-lock setup need it
+before a password is at hand) and authenticated once the master key is open: format
+version 2 adds ``mac``, a BLAKE3 MAC (key: :func:`ebas.repo.subkeys.config_mac_key`) over
+the canonical encoding of every other field. The stored bytes must be exactly the
+canonical encoding, so one changed byte anywhere, one changed, added or removed field,
+or a MAC made without the key is an :class:`~ebas.errors.IntegrityError` (exit 13).
+
+Version 1 configs (written before authentication existed) have no ``mac``; they open
+with a warning until ``ebas migrate`` (:func:`ebas.repo.migrate.migrate_config`)
+rewrites them as version 2. An ebas that finds a newer format version refuses to touch
+the repository.
 """
 
 from __future__ import annotations
 
+import hmac
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+
+import blake3
 
 from ebas.chunking.params import ChunkerParams
-from ebas.errors import IntegrityError, UnsupportedFormat
+from ebas.errors import EbasError, IntegrityError, UnsupportedFormat
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+LEGACY_VERSION = 1  # no MAC: opens with a warning until migrated
 CONFIG_NAME = "config"
 DEFAULT_PACK_SIZE = 16 * 1024 * 1024
+_MAC_DOMAIN = b"ebas repository config\x00"
+_FIELDS = {"version", "id", "chunker", "pack_size", "compression", "encryption", "id_hash", "created",
+           "object_lock", "mac"}
+
+TAMPERED_HINT = ("the repository config was changed on the storage (an edited field, a damaged byte, or a "
+                 "config from another repository); restore the 'config' object from a backup or replica of "
+                 "this repository. Do not run 'ebas migrate' on it")
 
 
 @dataclass(frozen=True)
 class RepoConfig:
-    """Everything a reader needs to know about a repository before opening a key."""
+    """Everything a reader needs to know about a repository before opening a key.
+
+    ``mac`` is the stored MAC (hex) when decoded from a version-2 config, else None; it
+    is not part of the value (two configs with equal fields are equal).
+    """
 
     repo_id: str
     chunker: ChunkerParams = field(default_factory=ChunkerParams)
@@ -32,9 +57,9 @@ class RepoConfig:
     version: int = FORMAT_VERSION
     created_ns: int = 0
     object_lock: dict | None = None  # {"mode": "governance"|"compliance", "days": N}
+    mac: str | None = field(default=None, compare=False, repr=False)
 
-    def encode(self) -> bytes:
-        """Canonical JSON bytes."""
+    def _doc(self) -> dict:
         doc = {
             "version": self.version,
             "id": self.repo_id,
@@ -47,11 +72,39 @@ class RepoConfig:
         }
         if self.object_lock:
             doc["object_lock"] = self.object_lock
+        return doc
+
+    def compute_mac(self, mac_key: bytes) -> str:
+        """The MAC (hex) of every field but ``mac`` under ``mac_key``."""
+        body = json.dumps(self._doc(), sort_keys=True, separators=(",", ":")).encode()
+        return blake3.blake3(_MAC_DOMAIN + body, key=mac_key).hexdigest()
+
+    def seal(self, mac_key: bytes) -> bytes:
+        """The canonical bytes of this config as format version 2, with its MAC."""
+        cfg = replace(self, version=FORMAT_VERSION)
+        doc = cfg._doc()
+        doc["mac"] = cfg.compute_mac(mac_key)
         return json.dumps(doc, sort_keys=True, indent=1).encode()
 
+    def encode(self) -> bytes:
+        """Canonical JSON bytes without a MAC: the legacy (version 1) form, kept for
+        reading and testing old repositories. New configs are written with :meth:`seal`."""
+        return json.dumps(self._doc(), sort_keys=True, indent=1).encode()
+
+    @property
+    def authenticated(self) -> bool:
+        """True if this config carries a MAC (format version 2 or later)."""
+        return self.mac is not None
+
     @classmethod
-    def decode(cls, data: bytes) -> "RepoConfig":
-        """Parse config bytes; refuses unknown versions and schemes."""
+    def decode(cls, data: bytes, *, check_schemes: bool = True) -> "RepoConfig":
+        """Parse config bytes (no key needed; nothing is authenticated yet).
+
+        Refuses newer format versions (``UnsupportedFormat``) and malformed documents
+        (``IntegrityError``). ``check_schemes=False`` postpones the scheme check
+        (:meth:`check_supported`) until the MAC is verified, so that a tampered field is
+        reported as tampering rather than as an unknown scheme.
+        """
         try:
             doc = json.loads(data)
             version = int(doc["version"])
@@ -59,8 +112,18 @@ class RepoConfig:
             raise IntegrityError(f"repository config is unreadable: {exc}",
                                  hint="restore the 'config' object from a copy of the repository") from exc
         if version > FORMAT_VERSION:
-            raise UnsupportedFormat(f"repository format version {version} is newer than this ebas supports ({FORMAT_VERSION})")
+            raise UnsupportedFormat(f"repository format version {version} is newer than this ebas supports ({FORMAT_VERSION})",
+                                    hint="upgrade ebas to open this repository")
         try:
+            unknown = set(doc) - _FIELDS
+            if unknown:
+                raise ValueError(f"unknown field(s) {', '.join(sorted(unknown))}")
+            mac = doc.get("mac")
+            if mac is not None and not isinstance(mac, str):
+                raise ValueError("'mac' is not a string")
+            lock = doc.get("object_lock")
+            if lock is not None and not isinstance(lock, dict):
+                raise ValueError("'object_lock' is not an object")
             cfg = cls(
                 repo_id=str(doc["id"]),
                 chunker=ChunkerParams.from_dict(doc["chunker"]),
@@ -71,14 +134,40 @@ class RepoConfig:
                 id_hash=doc["id_hash"],
                 version=version,
                 created_ns=int(doc.get("created", 0)),
-                object_lock=doc.get("object_lock"),
+                object_lock=lock,
+                mac=mac,
             )
-        except (ValueError, KeyError, TypeError) as exc:
-            raise IntegrityError(f"repository config is malformed: {exc}") from exc
-        if cfg.encryption != "aes-256-gcm" or cfg.id_hash != "blake3-keyed":
-            raise UnsupportedFormat(f"unknown encryption {cfg.encryption!r} or id hash {cfg.id_hash!r}")
-        if cfg.compression not in ("zstd", "none"):
-            raise UnsupportedFormat(f"unknown compression {cfg.compression!r}")
+        except (ValueError, KeyError, TypeError, AttributeError, EbasError) as exc:
+            why = exc.message if isinstance(exc, EbasError) else str(exc)
+            raise IntegrityError(f"repository config is malformed: {why}", hint=TAMPERED_HINT) from exc
         if not (1024 <= cfg.pack_size <= 1 << 31):
-            raise IntegrityError(f"repository config has an invalid pack size {cfg.pack_size}")
+            raise IntegrityError(f"repository config has an invalid pack size {cfg.pack_size}", hint=TAMPERED_HINT)
+        if check_schemes:
+            cfg.check_supported()
         return cfg
+
+    def check_supported(self) -> None:
+        """Raise ``UnsupportedFormat`` for an encryption, id hash or compression this ebas lacks."""
+        if self.encryption != "aes-256-gcm" or self.id_hash != "blake3-keyed":
+            raise UnsupportedFormat(f"unknown encryption {self.encryption!r} or id hash {self.id_hash!r}")
+        if self.compression not in ("zstd", "none"):
+            raise UnsupportedFormat(f"unknown compression {self.compression!r}")
+
+
+def authenticate(data: bytes, config: RepoConfig, mac_key: bytes) -> bool:
+    """Check the stored config bytes ``data`` (decoded as ``config``) against ``mac_key``.
+
+    Returns True for an authenticated config, False for a legacy version-1 config
+    without a MAC (the caller warns). Raises ``IntegrityError`` if the bytes are not
+    exactly the canonical sealed form under this key, or if a config that must carry a
+    MAC (version 2, or a keyed chunker, which only version 2 has) lacks one.
+    """
+    if config.mac is None:
+        if config.version >= FORMAT_VERSION or config.chunker.keyed:
+            raise IntegrityError(f"the repository config (format version {config.version}) has no MAC: "
+                                 "it was changed on the storage", hint=TAMPERED_HINT)
+        return False
+    if not hmac.compare_digest(data, config.seal(mac_key)) or config.version != FORMAT_VERSION:
+        raise IntegrityError("the repository config failed authentication with the master key: "
+                             "a field or byte of it was changed on the storage", hint=TAMPERED_HINT)
+    return True
