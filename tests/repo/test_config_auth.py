@@ -178,7 +178,7 @@ def test_a_legacy_repository_warns_migrates_and_is_then_protected(repos, tmp_pat
     assert replace(new.config, version=1) == legacy_config  # every setting kept
     assert not new.config.chunker.keyed  # old data keeps deduplicating: the chunker did not change
     second = api.backup(new, [str(src)], level="full")
-    assert second.snapshot.stats["bytes_added"] == 0
+    assert second.snapshot.stats["bytes_added"] < 64 * 1024  # at most new tree blobs: the data deduplicated
     out = tmp_path / "out"
     api.restore(new, first.snapshot.id, str(out))
     assert (out / str(src).lstrip("/") / "f").read_bytes() == (src / "f").read_bytes()

@@ -163,6 +163,16 @@ class Repository:
         ``RepositoryNotFound``. Use it only for what a keyless reader may know."""
         return RepoConfig.decode(cls._read_config_bytes(store))
 
+    def verify_config(self) -> RepoConfig:
+        """Re-read the stored config and authenticate it with this repository's key
+        (``IntegrityError`` if it was changed on the storage since, or is damaged)."""
+        data = self._read_config_bytes(self.store)
+        config = RepoConfig.decode(data, check_schemes=False)
+        authenticate_config(data, config, subkeys.config_mac_key(self.master))
+        if config != self.config:
+            raise IntegrityError("the repository config changed on the storage while this repository was open")
+        return config
+
     @property
     def config_authenticated(self) -> bool:
         """True if the config carries a MAC that this repository's key verified."""

@@ -72,6 +72,10 @@ def url_secrets(url: str) -> list[str]:
                 continue
             if is_secret_option(unquote(name)):
                 found |= {value, unquote(value), unquote(value.replace("+", " "))}
+                for part in re.split(r"[&;]", unquote(value)):  # a SAS token or connection string inside
+                    sub, eq2, inner = part.partition("=")
+                    if eq2 and is_secret_option(sub.strip()):
+                        found.add(inner)
             elif "://" in unquote(value):
                 found |= set(url_secrets(unquote(value)))
     return sorted((s for s in found if len(s) >= _MIN_SECRET), key=len, reverse=True)
