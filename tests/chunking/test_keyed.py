@@ -109,3 +109,16 @@ def test_two_repositories_cut_the_same_file_differently(repos, tmp_path):
     res = api.backup(again, [str(src)], level="full")
     assert _chunk_ids(again, path, res.snapshot) == first_ids
     assert res.snapshot.stats["bytes_added"] < 64 * 1024  # at most new tree blobs, no data
+
+
+def test_the_permutation_and_seed_derivation_are_pinned():
+    """They are part of the format (docs/format.md, "Chunking"): a change would move every
+    boundary of every existing keyed repository and break its deduplication."""
+    import blake3
+
+    from ebas.repo.subkeys import derive
+
+    table = gear_permutation(bytes(32))
+    assert table[:16].hex() == "082cf56f9e8d8e50aea3b8eb0982cc90"
+    assert blake3.blake3(table).hexdigest()[:32] == "f3a2b798c251ddfae954a2bbaa99230a"
+    assert derive(bytes(32), "chunker gear").hex()[:32] == "1d8b3b00e160534419261c0d7b62da55"
