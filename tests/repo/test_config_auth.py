@@ -229,3 +229,15 @@ def test_migrate_cli_in_process(repos, cli_env, capsys):
     assert json.loads(out.out)["migrated"] is True
     assert run_cli("--repo", path, "snapshots") == 0
     assert "ebas migrate" not in capsys.readouterr().err
+
+
+def test_the_config_mac_is_pinned():
+    """The MAC construction is part of the format (docs/format.md, "config")."""
+    from ebas.chunking.params import ChunkerParams
+    from ebas.repo.keys import MasterKey
+
+    master = MasterKey(bytes(32), bytes(range(32)))
+    cfg = RepoConfig(repo_id="00" * 16, chunker=ChunkerParams(algorithm="fastcdc-keyed"), created_ns=1)
+    assert cfg.compute_mac(config_mac_key(master)) == "d88661f419147353b04522df341317c0ec3da2e80cc251c50a023a7be8b87969"
+    sealed = cfg.seal(config_mac_key(master))
+    assert sealed == json.dumps(json.loads(sealed), sort_keys=True, indent=1).encode()  # the canonical layout
