@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -93,9 +94,7 @@ def test_secrets_in_unreachable_store_urls_are_never_printed(cli):
 
 
 def cli_bin() -> str:
-    from conftest import EBAS_BIN
-
-    return EBAS_BIN
+    return str(Path(sys.executable).with_name("ebas"))
 
 
 class SecretUrlStore(FileStore):
