@@ -241,3 +241,30 @@ def test_the_config_mac_is_pinned():
     assert cfg.compute_mac(config_mac_key(master)) == "d88661f419147353b04522df341317c0ec3da2e80cc251c50a023a7be8b87969"
     sealed = cfg.seal(config_mac_key(master))
     assert sealed == json.dumps(json.loads(sealed), sort_keys=True, indent=1).encode()  # the canonical layout
+
+
+def test_a_migrated_repository_stripped_of_its_mac_is_caught_by_its_snapshots(repos, tmp_path, cli_env, capsys):
+    """After migration every snapshot records (under the key) that the config was
+    authenticated, so turning the config back into an unauthenticated version 1 stops
+    every command that reads snapshots, not just with a warning."""
+    repo = repos.init()
+    make_legacy(repo)
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_bytes(b"data" * 1000)
+    old = repos.reopen(repo)
+    api.backup(old, [str(src)])  # written under the legacy config: no record
+    api.migrate_repository(old)
+    api.backup(old, [str(src)])
+    doc = _doc(repo.store)
+    del doc["mac"]
+    doc["version"] = 1
+    doc["compression"]["algorithm"] = "none"
+    _write(repo.store, doc)
+    downgraded = repos.reopen(repo)  # opens (as any legacy repository, with the warning) ...
+    assert LEGACY_CONFIG_WARNING in downgraded.key_warnings
+    with pytest.raises(IntegrityError, match="downgraded"):
+        downgraded.snapshots()  # ... but nothing that reads snapshots goes on
+    assert run_cli("--repo", str(repos.base / "repo"), "snapshots") == EXIT_INTEGRITY
+    assert run_cli("--repo", str(repos.base / "repo"), "backup", str(src)) == EXIT_INTEGRITY
+    assert "downgraded" in capsys.readouterr().err

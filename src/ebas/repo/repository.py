@@ -25,7 +25,7 @@ from ebas.repo import keys as keyfiles
 from ebas.repo import snapshots as snaps
 from ebas.repo import subkeys
 from ebas.repo.blobcodec import BlobCodec
-from ebas.repo.config import CONFIG_NAME, DEFAULT_PACK_SIZE, RepoConfig
+from ebas.repo.config import CONFIG_NAME, DEFAULT_PACK_SIZE, TAMPERED_HINT, RepoConfig
 from ebas.repo.config import authenticate as authenticate_config
 from ebas.repo.locks import LockManager
 from ebas.repo.pack import pack_id_from_name, pack_name
@@ -47,6 +47,19 @@ class IndexState:
 LEGACY_CONFIG_WARNING = ("the repository config is not authenticated (format version 1): someone who can "
                          "write to the storage could change its settings unnoticed; run 'ebas migrate' "
                          "to authenticate it")
+
+
+CONFIG_AUTHENTICATED_STAT = "config_authenticated"
+
+
+def _refuse_downgrade(snapshots: list[snaps.Snapshot]) -> None:
+    """A legacy config, yet a snapshot (sealed with the key) was written under an
+    authenticated one: the config was stripped of its MAC on the storage."""
+    for snap in snapshots:
+        if isinstance(snap.stats, dict) and snap.stats.get(CONFIG_AUTHENTICATED_STAT) is True:
+            raise IntegrityError(
+                f"the repository config has no MAC, but snapshot {snap.id[:8]} was written when it had one: "
+                "the config was downgraded on the storage", hint=TAMPERED_HINT)
 
 
 def _whoami() -> tuple[str, str]:
@@ -358,6 +371,8 @@ class Repository:
                     continue
                 except IntegrityError as exc:
                     problems.append(f"{info.name}: {exc.message}")
+            if not self.config.authenticated:
+                _refuse_downgrade(out)
             self._snapshots = sorted(out, key=lambda s: (s.time_ns, s.id))
             self.snapshot_problems = problems
         return list(self._snapshots)
@@ -369,6 +384,8 @@ class Repository:
 
     def save_snapshot(self, snap: snaps.Snapshot) -> str:
         """Store a snapshot manifest (the commit point) and return its id."""
+        if self.config.authenticated:  # lets a later reader detect a config stripped of its MAC
+            snap.stats[CONFIG_AUTHENTICATED_STAT] = True
         sid, stored = snaps.seal(self.aead, snap)
         self.store.put(snaps.PREFIX + sid, stored)
         snap.id = sid
