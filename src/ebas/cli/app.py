@@ -17,7 +17,6 @@ import click
 
 from ebas import __version__
 from ebas.errors import EXIT_ERROR, EXIT_INTERRUPTED, EbasError, UsageError
-from ebas.storage.redact import scrub_exception
 
 
 class Env:
@@ -156,6 +155,13 @@ def _register() -> None:
 _register()
 
 
+def _scrub(exc: BaseException, argv: list[str] | None) -> None:
+    """Remove the credentials of every store URL given to this invocation from ``exc``."""
+    from ebas.storage.redact import scrub_exception  # imported on the error path only: start-up stays fast
+
+    scrub_exception(exc, _given_urls(argv))
+
+
 def _given_urls(argv: list[str] | None) -> list[str]:
     """The store URLs this invocation was given (arguments with ``://``, EBAS_REPOSITORY),
     whose credentials are scrubbed from every error message printed."""
@@ -178,7 +184,7 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except EbasError as exc:
-        scrub_exception(exc, _given_urls(argv))  # credentials in a store URL are never printed
+        _scrub(exc, argv)  # credentials in a store URL are never printed
         click.echo(f"error: {exc.render()}", err=True)
         if json_mode:
             click.echo(json.dumps(exc.to_json()))
@@ -191,7 +197,7 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:  # noqa: BLE001 - last resort: never a bare traceback for an admin
         if os.environ.get("EBAS_DEBUG"):
             raise
-        scrub_exception(exc, _given_urls(argv))
+        _scrub(exc, argv)
         click.echo(f"error: unexpected {type(exc).__name__}: {exc}\n  hint: this is a bug in ebas; "
                    "rerun with EBAS_DEBUG=1 for details and report it", err=True)
         sys.exit(EXIT_ERROR)
