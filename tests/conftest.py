@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from clihook import fast_kdf_pythonpath
 
 from ebas.chunking.params import ChunkerParams
 from ebas.crypto.kdf import KdfParams
@@ -218,10 +219,10 @@ class Cli:
 
 
 def cli_env() -> dict:
-    """The environment for CLI subprocesses: password set, fast KDF for ``init``, no
-    EBAS_* settings leaking in from the caller's environment."""
+    """The environment for CLI subprocesses: password set, the fast-KDF test hook on
+    PYTHONPATH, no EBAS_* settings leaking in from the caller's environment."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("EBAS_")}
-    env.update(EBAS_PASSWORD=PASSWORD, EBAS_TEST_FAST_KDF="1")
+    env.update(EBAS_PASSWORD=PASSWORD, PYTHONPATH=fast_kdf_pythonpath())
     return env
 
 

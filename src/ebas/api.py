@@ -24,6 +24,7 @@ from ebas.lifecycle.prune import PruneResult
 from ebas.lifecycle.prune import prune as _prune
 from ebas.lifecycle.retention import RetentionPolicy
 from ebas.repo.config import DEFAULT_PACK_SIZE
+from ebas.repo.migrate import MigrateResult, migrate_config
 from ebas.repo.repository import Repository
 from ebas.repo.snapshots import Snapshot
 from ebas.runtime import SYSTEM_CLOCK, SYSTEM_ENTROPY, Clock, Entropy
@@ -33,10 +34,10 @@ from ebas.transfer.recall import staged
 from ebas.units import parse_duration
 
 __all__ = [
-    "BackupOptions", "BackupResult", "Change", "ChunkerParams", "ForgetResult", "KdfParams", "PruneResult",
-    "Repository", "RestoreResult", "RetentionPolicy", "Snapshot", "add_hold", "backup", "catalog", "diff", "forget",
-    "init_repository", "list_holds", "ls", "open_repository", "parse_duration", "prune", "release_hold",
-    "repository_stats", "restore", "set_min_retention",
+    "BackupOptions", "BackupResult", "Change", "ChunkerParams", "ForgetResult", "KdfParams", "MigrateResult",
+    "PruneResult", "Repository", "RestoreResult", "RetentionPolicy", "Snapshot", "add_hold", "backup", "catalog",
+    "diff", "forget", "init_repository", "list_holds", "ls", "migrate_repository", "open_repository",
+    "parse_duration", "prune", "release_hold", "repository_stats", "restore", "set_min_retention",
 ]
 
 
@@ -54,6 +55,15 @@ def open_repository(url: str, password: bytes | str, *, clock: Clock = SYSTEM_CL
     """Open the repository at ``url`` with ``password``."""
     return Repository.open(build_stack(open_store(url), clock=clock, entropy=entropy), password, clock=clock,
                            entropy=entropy)
+
+
+def migrate_repository(repo: Repository) -> MigrateResult:
+    """Authenticate a legacy (format version 1) repository config with the master key.
+
+    Idempotent; every setting is kept (an old repository keeps its unkeyed chunker). See
+    :func:`ebas.repo.migrate.migrate_config`.
+    """
+    return migrate_config(repo)
 
 
 def backup(repo: Repository, paths: list[str], **options) -> BackupResult:

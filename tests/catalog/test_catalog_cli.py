@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+from clihook import fast_kdf_pythonpath
 
 EBAS = str(Path(sys.executable).with_name("ebas"))
 
@@ -18,7 +19,7 @@ class Cli:
     def __init__(self, tmp: Path, catalog: str | None):
         self.tmp = tmp
         self.env = dict(os.environ, EBAS_REPOSITORY=str(tmp / "repo"), EBAS_PASSWORD="cli-test-pw",
-                        EBAS_TEST_FAST_KDF="1", XDG_CACHE_HOME=str(tmp / "cache"))
+                        PYTHONPATH=fast_kdf_pythonpath(), XDG_CACHE_HOME=str(tmp / "cache"))
         self.env.pop("EBAS_CATALOG", None)
         if catalog:
             self.env["EBAS_CATALOG"] = catalog

@@ -158,3 +158,20 @@ def test_constructor_validates():
         KdfParams("md5", salt)
     ok = KdfParams(ARGON2ID, bytes(64), time_cost=64, memory_kib=4 * 1024**2, parallelism=64)
     assert ok.memory_bytes() == 4 * 1024**3
+
+
+@pytest.mark.parametrize("algorithm", [ARGON2ID, SCRYPT])
+def test_test_parameters_are_weak_and_production_ones_are_not(entropy, algorithm):
+    assert KdfParams.new(entropy, algorithm).weakness() is None
+    why = KdfParams.fast_for_tests(entropy, algorithm).weakness()
+    assert why and "below the minimum" in why
+
+
+def test_the_weakness_floor_is_owasps_smallest_setting(entropy):
+    salt = entropy.token_bytes(16)
+    assert KdfParams(ARGON2ID, salt, time_cost=2, memory_kib=19 * 1024, parallelism=1).weakness() is None
+    assert KdfParams(ARGON2ID, salt, time_cost=1, memory_kib=46 * 1024, parallelism=1).weakness() is None
+    assert KdfParams(ARGON2ID, salt, time_cost=1, memory_kib=19 * 1024, parallelism=1).weakness()
+    assert KdfParams(ARGON2ID, salt, time_cost=10, memory_kib=18 * 1024, parallelism=1).weakness()
+    assert KdfParams(SCRYPT, salt, n=2**14, r=8, p=1).weakness() is None
+    assert KdfParams(SCRYPT, salt, n=2**13, r=8, p=1).weakness()

@@ -2,7 +2,8 @@
 
 Exit codes, JSON output, key management, locks, concurrent writers and crash safety under
 SIGKILL. The password comes from EBAS_PASSWORD (or EBAS_PASSWORD_FILE); ``init`` uses tiny
-KDF parameters through EBAS_TEST_FAST_KDF so these tests stay fast.
+KDF parameters through a test-only start-up hook on PYTHONPATH (tests/support/fastkdf), so
+these tests stay fast.
 """
 
 from __future__ import annotations
@@ -265,7 +266,7 @@ def test_partial_backup_exits_3(cli, tmp_path):
     (src / "locked").write_bytes(b"unreadable")
     (src / "z").write_bytes(b"readable z")
     cli.ok("init")
-    env = {"PYTHONPATH": INJECT, "EBAS_TEST_DENY_OPEN": str(src / "locked")}
+    env = {"PYTHONPATH": INJECT + os.pathsep + cli.env.get("PYTHONPATH", ""), "EBAS_TEST_DENY_OPEN": str(src / "locked")}
     res = cli("backup", str(src), "--json", env=env)
     assert res.returncode == 3, res.stderr
     out = js(res)

@@ -7,6 +7,7 @@ import os
 import numpy as np
 import pytest
 
+from ebas.backup.browse import list_path
 from ebas.repo.pack import KIND_DATA
 from ebas.verify.repair import rebuild_index
 
@@ -105,3 +106,62 @@ def test_a_backup_on_a_cached_table_adds_to_it(repos, repo, cache, tmp_path):
     out = tmp_path / "out"
     api.restore(fresh, "latest", str(out))
     assert (out / str(src).lstrip("/") / "b").read_bytes() == (src / "b").read_bytes()
+
+
+def _forge(cache_root, extra: dict[bytes, tuple[bytes, int, int]]) -> None:
+    """What a local user who can write the cache directory but has no repository key
+    could do: add entries claiming chunks are stored, and fix up every unkeyed checksum."""
+    import json
+
+    import blake3
+
+    from ebas.repo.dedup import DedupTable
+
+    (meta_path,) = list(cache_root.rglob("meta.json"))
+    d = meta_path.parent
+    arrays = {a: np.load(d / f"{a}.npy") for a in ("hi", "lo", "pack", "off", "len")}
+    raw = (d / "packs.bin").read_bytes()
+    packs = [raw[i : i + 32] for i in range(0, len(raw), 32)]
+    table = DedupTable.from_sorted(packs, *(arrays[a] for a in ("hi", "lo", "pack", "off", "len")))
+    for bid, (pack, off, ln) in extra.items():
+        table.add(bid, pack, off, ln)
+    table.compact()
+    for a, arr in zip(("hi", "lo", "pack", "off", "len"), (table._hi, table._lo, table._pack, table._off, table._len)):
+        np.save(d / f"{a}.npy", np.ascontiguousarray(arr))
+    (d / "packs.bin").write_bytes(b"".join(table.packs))
+    meta = json.loads(meta_path.read_text())
+    meta["entries"] = len(table)
+    for field in ("blake3", "files"):  # the unkeyed checksums of the old format, recomputed
+        if field in meta:
+            meta[field] = {f: blake3.blake3((d / f).read_bytes()).hexdigest() for f in meta[field]}
+    meta_path.write_text(json.dumps(meta))
+
+
+def test_a_poisoned_cache_entry_is_detected_and_the_backup_stores_the_data(repos, repo, cache, tmp_path):
+    """A forged entry says a chunk is stored when it is not: without authentication the
+    backup would skip the chunk and the snapshot could never be restored."""
+    from ebas import api
+
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "a").write_bytes(os.urandom(200_000))
+    api.backup(repo, [str(src)])
+    warm = repos.reopen(repo)
+    assert not warm.index.cached  # builds the cache
+    ((_, node_a),) = list_path(warm, warm.find_snapshot("latest"), str(src / "a"))
+    some_pack, off, ln = warm.index.table.lookup(node_a.chunk_ids[0])
+    secret = os.urandom(150_000)
+    (src / "b").write_bytes(secret)
+    forged_ids = [warm.ids.blob_id(c) for c in warm.chunker().split(secret)]
+    _forge(cache, {bid: (some_pack, off, ln) for bid in forged_ids})
+
+    r = repos.reopen(repo)
+    seen: list[str] = []
+    r.on_warning = seen.append
+    res = api.backup(r, [str(src)])
+    assert any("dedup cache" in w and "failed authentication" in w for w in seen), seen
+    assert not r.index.cached and res.snapshot.stats["files_new"] == 1
+    out = tmp_path / "out"
+    api.restore(repos.reopen(repo), "latest", str(out))
+    assert (out / str(src).lstrip("/") / "b").read_bytes() == secret
+    assert repos.reopen(repo).index.cached  # rebuilt and trusted again

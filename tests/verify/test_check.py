@@ -356,3 +356,13 @@ def test_check_reads_trees_ahead_in_a_few_requests(tmp_path):
     report = check_repository(Repository.open(CountingStore(store, counts), "pw"))
     assert report.ok and report.problems == [] and report.trees > 300
     assert counts.snapshot().calls.get("get", 0) < 40  # 300+ trees: a few ranged reads per level
+
+
+def test_a_config_changed_after_open_is_an_error(env):
+    import json
+
+    doc = json.loads(env.repo.store.get("config"))
+    doc["pack_size"] = 1 << 20
+    env.repo.store.put("config", json.dumps(doc, sort_keys=True, indent=1).encode())
+    p = only(check_repository(env.repo), "config-damaged")
+    assert "not authentic" in p.message and "failed authentication" in p.message

@@ -18,6 +18,7 @@ from ebas.backup.fsmeta import data_extents, looks_sparse, open_source_file, sho
 from ebas.chunking.chunker import Chunker
 from ebas.errors import SourceError
 from ebas.repo.pack import KIND_DATA
+from ebas.repo.subkeys import chunker_seed
 from ebas.repo.tree import Node
 
 RETRIES = 2
@@ -48,7 +49,7 @@ class FileReader:
         self.repo = repo
         self.session = session
         self.params = params
-        self.chunker = Chunker(params)
+        self.chunker = Chunker(params, seed=chunker_seed(repo.master) if params.keyed else None)
         self.pool = pool
 
     def _store_chunks(self, read, block_size: int) -> tuple[bytes, int, int]:

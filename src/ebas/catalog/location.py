@@ -115,14 +115,12 @@ def file_digest(repo, path: str) -> bytes:
     Sparse files are read whole here, while backups store only their data extents, so a
     sparse file's digest may differ from the one in the catalog.
     """
-    from ebas.chunking.chunker import Chunker
-
     params = repo.config.chunker
     try:
         size = os.path.getsize(path)
         with open(path, "rb") as fh:
             block = params.fixed_block_for(os.path.basename(path), size)
-            ids = b"".join(repo.ids.blob_id(c) for c in Chunker(params).chunks(fh.read, block))
+            ids = b"".join(repo.ids.blob_id(c) for c in repo.chunker().chunks(fh.read, block))
     except OSError as exc:
         raise UsageError(f"cannot read {path!r}: {exc.strerror}") from exc
     digest = content_digest(ids)

@@ -1,7 +1,8 @@
 """Cut a byte stream into chunks with FastCDC (the ``fastcdc`` package's Cython core) or
 into fixed-size blocks.
 
-Chunk boundaries depend only on the data, never on how it was read: the stream is read
+Chunk boundaries depend only on the data (and, for keyed parameters, the repository's
+seed: :mod:`ebas.chunking.keyed`), never on how it was read: the stream is read
 in large buffers and the chunk that touches the end of a buffer is carried over and cut
 again once more data (or the end) is known.
 """
@@ -12,7 +13,9 @@ from typing import Callable, Iterator
 
 from fastcdc.fastcdc_cy import fastcdc_cy
 
+from ebas.chunking.keyed import gear_permutation
 from ebas.chunking.params import ChunkerParams
+from ebas.errors import UsageError
 
 Reader = Callable[[int], bytes]
 
@@ -20,11 +23,21 @@ DEFAULT_BUFFER = 8 * 1024 * 1024
 
 
 class Chunker:
-    """Splits streams according to a :class:`ChunkerParams`."""
+    """Splits streams according to a :class:`ChunkerParams`.
 
-    def __init__(self, params: ChunkerParams, buffer_size: int = DEFAULT_BUFFER):
+    Keyed parameters (``params.keyed``) need the repository's 32-byte ``seed``
+    (``Repository.chunker()`` passes it); unkeyed ones ignore it.
+    """
+
+    def __init__(self, params: ChunkerParams, buffer_size: int = DEFAULT_BUFFER, *, seed: bytes | None = None):
         self.params = params
         self.buffer_size = max(buffer_size, 2 * params.max_size)
+        self._sbox: bytes | None = None
+        if params.keyed:
+            if seed is None:
+                raise UsageError("keyed chunker parameters need the repository's seed",
+                                 hint="make the chunker with Repository.chunker()")
+            self._sbox = gear_permutation(seed)
 
     def chunks(self, read: Reader, block_size: int = 0) -> Iterator[memoryview]:
         """Yield consecutive chunks of the stream ``read`` (``read(n)`` returns up to ``n``
@@ -78,7 +91,8 @@ class Chunker:
             last_start = 0
             last_len = 0
             first = True
-            for c in fastcdc_cy(buf, p.min_size, p.avg_size, p.max_size):
+            scan = buf.translate(self._sbox) if self._sbox is not None else buf
+            for c in fastcdc_cy(scan, p.min_size, p.avg_size, p.max_size):
                 if not first:
                     yield view[last_start : last_start + last_len]
                 first = False

@@ -2,6 +2,10 @@
 
 Two repositories with equal parameters (and equal id keys) cut the same data into the
 same chunks, which is what lets replication copy packs byte for byte.
+
+``algorithm`` is ``fastcdc-keyed`` for repositories created since chunk boundaries are
+keyed (the gear table is permuted by a secret derived from the repository's id key, see
+:mod:`ebas.chunking.keyed`), or ``fastcdc`` (the package's public gear table) for older ones.
 """
 
 from __future__ import annotations
@@ -42,9 +46,17 @@ DEFAULT_FIXED_RULES: tuple[FixedBlockRule, ...] = tuple(
 )
 
 
+FASTCDC = "fastcdc"
+FASTCDC_KEYED = "fastcdc-keyed"
+ALGORITHMS = (FASTCDC, FASTCDC_KEYED)
+
+
 @dataclass(frozen=True)
 class ChunkerParams:
-    """FastCDC sizes (min/avg/max bytes) plus fixed-block rules for image-like files."""
+    """FastCDC sizes (min/avg/max bytes) plus fixed-block rules for image-like files.
+
+    ``keyed`` (algorithm ``fastcdc-keyed``) means the chunker needs the repository's
+    secret seed; the sizes and rules stay public in the config."""
 
     min_size: int = 256 * KiB
     avg_size: int = 1 * MiB
@@ -60,11 +72,16 @@ class ChunkerParams:
             )
         if self.avg_size < 256 or self.max_size < 1024:
             raise UsageError("chunker avg must be >= 256 bytes and max >= 1 KiB")
-        if self.algorithm != "fastcdc":
+        if self.algorithm not in ALGORITHMS:
             raise UsageError(f"unknown chunker algorithm {self.algorithm!r}")
         for rule in self.fixed_rules:
             if not (512 <= rule.block_size <= 64 * MiB):
                 raise UsageError(f"fixed block size {rule.block_size} out of range (512 B .. 64 MiB)")
+
+    @property
+    def keyed(self) -> bool:
+        """True if chunk boundaries depend on the repository's secret seed."""
+        return self.algorithm == FASTCDC_KEYED
 
     def fixed_block_for(self, name: str, size: int) -> int:
         """The fixed block size to use for this file, or 0 for content-defined chunks."""

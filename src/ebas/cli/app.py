@@ -50,17 +50,28 @@ class Env:
     def open_repo(self):
         """Open the repository (config, key) or raise a clear error."""
         from ebas.repo.repository import Repository
+        from ebas.storage.redact import redacting
         from ebas.storage.registry import open_store
         from ebas.storage.stack import build_stack
 
         url = self.url()
         password = self.password()
-        repo = Repository.open(build_stack(open_store(url)), password)
+        with redacting(url):
+            repo = Repository.open(build_stack(open_store(url)), password)
         for w in repo.key_warnings:
-            self.note(f"warning: {w}")
+            self.warn(w)
+        repo.on_warning = self.warn  # warnings found later (e.g. a rejected local cache) show as they happen
         return repo
 
     # --------------------------------------------------------------- output
+    def warn(self, message: str) -> None:
+        """A warning on stderr, also under --quiet (they concern the data's safety); with
+        --json a JSON object ``{"type": "warning", "message": ...}`` on one line."""
+        if self.json:
+            click.echo(json.dumps({"type": "warning", "message": message}), err=True)
+        else:
+            click.echo(f"warning: {message}", err=True)
+
     def note(self, message: str) -> None:
         """A human message on stderr (suppressed by --quiet)."""
         if not self.quiet:
@@ -141,10 +152,21 @@ def cli(ctx: click.Context, repo, password_file, catalog, json_out, quiet) -> No
 
 
 def _register() -> None:
-    from ebas.cli import cmd_backup, cmd_catalog, cmd_copy, cmd_keys, cmd_maint, cmd_prune, cmd_restore, cmd_retention, cmd_snapshots
+    from ebas.cli import (
+        cmd_backup,
+        cmd_catalog,
+        cmd_copy,
+        cmd_keys,
+        cmd_maint,
+        cmd_migrate,
+        cmd_prune,
+        cmd_restore,
+        cmd_retention,
+        cmd_snapshots,
+    )
 
     for mod in (cmd_backup, cmd_restore, cmd_snapshots, cmd_keys, cmd_maint, cmd_catalog, cmd_retention, cmd_prune,
-                cmd_copy):
+                cmd_copy, cmd_migrate):
         mod.register(cli)
 
 
@@ -172,6 +194,21 @@ def _fail(json_mode: bool, error: str, message: str, hint: str, code: int, *, te
     return code
 
 
+def _scrub(exc: BaseException, argv: list[str] | None) -> None:
+    """Remove the credentials of every store URL given to this invocation from ``exc``."""
+    from ebas.storage.redact import scrub_exception  # imported on the error path only: start-up stays fast
+
+    scrub_exception(exc, _given_urls(argv))
+
+
+def _given_urls(argv: list[str] | None) -> list[str]:
+    """The store URLs this invocation was given (arguments with ``://``, EBAS_REPOSITORY),
+    whose credentials are scrubbed from every error message printed."""
+    args = argv if argv is not None else sys.argv[1:]
+    urls = [a.split("=", 1)[1] if a.startswith("-") and "=" in a else a for a in args if "://" in a]
+    return urls + [os.environ.get("EBAS_REPOSITORY", "")]
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: run the CLI and turn errors into exit codes (and, with
     ``--json``, into the error object on stdout)."""
@@ -190,12 +227,14 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Exit as exc:
         code = exc.exit_code
     except EbasError as exc:
+        _scrub(exc, argv)  # credentials in a store URL are never printed
         code = _fail(json_mode, type(exc).__name__, exc.message, exc.hint, exc.exit_code, payload=exc.to_json())
     except BrokenPipeError:
         code = EXIT_ERROR
     except Exception as exc:  # noqa: BLE001 - last resort: never a bare traceback for an admin
         if os.environ.get("EBAS_DEBUG"):
             raise
+        _scrub(exc, argv)
         code = _fail(json_mode, "InternalError", f"unexpected {type(exc).__name__}: {exc}",
                      "this is a bug in ebas; rerun with EBAS_DEBUG=1 for details and report it", EXIT_ERROR)
     sys.exit(code)

@@ -28,6 +28,7 @@ def init_cmd(ctx, chunker_min, chunker_avg, chunker_max, pack_size, no_compressi
     from ebas.api import init_repository
     from ebas.chunking.params import ChunkerParams
     from ebas.repo.config import DEFAULT_PACK_SIZE
+    from ebas.storage.redact import redact_url
     from ebas.units import parse_size
 
     env = get_env(ctx)
@@ -45,9 +46,10 @@ def init_cmd(ctx, chunker_min, chunker_avg, chunker_max, pack_size, no_compressi
                            pack_size=pack_bytes,
                            compression="none" if no_compression else "zstd",
                            kdf=_kdf_params(kdf))
-    env.emit({"repository": url, "id": repo.config.repo_id, "key_id": repo.key_id,
+    shown = redact_url(url)  # credentials in the URL are never printed
+    env.emit({"repository": shown, "id": repo.config.repo_id, "key_id": repo.key_id,
               "chunker": repo.config.chunker.to_dict(), "pack_size": repo.config.pack_size},
-             f"created ebas repository {repo.config.repo_id[:10]} at {url}\n"
+             f"created ebas repository {repo.config.repo_id[:10]} at {shown}\n"
              "keep the password safe: without it the data cannot be recovered")
 
 
@@ -74,14 +76,10 @@ def _with_object_lock(url: str, mode: str | None, days: int | None) -> str:
 
 
 def _kdf_params(algorithm: str):
-    """Production KDF parameters; tiny ones when EBAS_TEST_FAST_KDF is set (test suites only)."""
-    import os
-
+    """Production KDF parameters for ``algorithm`` (the CLI has no switch for weaker ones)."""
     from ebas.crypto.kdf import KdfParams
     from ebas.runtime import SYSTEM_ENTROPY
 
-    if os.environ.get("EBAS_TEST_FAST_KDF"):
-        return KdfParams.fast_for_tests(SYSTEM_ENTROPY, algorithm)
     return KdfParams.new(SYSTEM_ENTROPY, algorithm)
 
 

@@ -46,6 +46,7 @@ def export_cmd(ctx, snapshot, to_url, to_password_file, new_key):
     import os
 
     from ebas.cli.cmd_backup import _kdf_params
+    from ebas.storage.redact import redact_url
     from ebas.storage.registry import open_store
     from ebas.transfer.export import export_snapshot
 
@@ -59,7 +60,7 @@ def export_cmd(ctx, snapshot, to_url, to_password_file, new_key):
         raise UsageError("refusing an empty password for the new repository")
     res = export_snapshot(repo, snapshot, open_store(to_url), password, new_key=new_key,
                           kdf=_kdf_params("argon2id"))
-    env.emit(res.to_json(), f"exported snapshot {res.source.id[:8]} to {to_url} as {res.snapshot.id[:8]}: "
+    env.emit(res.to_json(), f"exported snapshot {res.source.id[:8]} to {redact_url(to_url)} as {res.snapshot.id[:8]}: "
                             f"{res.blobs_copied} blobs ({human_size(res.bytes_copied)}) copied, "
                             f"{res.blobs_present} already there"
                             + ("; re-encrypted under a new key" if res.new_key else "; same master key"))

@@ -22,15 +22,8 @@ def _new_password(env) -> bytes:
 
 
 def _kdf():
-    """None (production parameters), or tiny ones when EBAS_TEST_FAST_KDF is set (test suites only)."""
-    import os
-
-    if not os.environ.get("EBAS_TEST_FAST_KDF"):
-        return None
-    from ebas.crypto.kdf import KdfParams
-    from ebas.runtime import SYSTEM_ENTROPY
-
-    return KdfParams.fast_for_tests(SYSTEM_ENTROPY)
+    """None: production parameters (the CLI has no switch for weaker ones)."""
+    return None
 
 
 @click.group("key")

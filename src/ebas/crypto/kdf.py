@@ -97,7 +97,9 @@ class KdfParams:
 
     @classmethod
     def fast_for_tests(cls, entropy: Entropy, algorithm: str = ARGON2ID) -> "KdfParams":
-        """Tiny parameters (well under a millisecond). Never use them for real keys."""
+        """Tiny parameters (well under a millisecond) for test suites, passed through the
+        API (``kdf=``); no command-line switch or environment variable selects them. A key
+        made with them is below :meth:`weakness`'s floor, so every open warns."""
         salt = entropy.token_bytes(SALT_LEN)
         if algorithm == ARGON2ID:
             return cls(ARGON2ID, salt, time_cost=1, memory_kib=8, parallelism=1)
@@ -140,6 +142,22 @@ class KdfParams:
             return cls(algorithm, salt, **values)
         except UsageError as err:
             raise KeyFileError(err.message) from None
+
+    def weakness(self) -> str | None:
+        """Why these parameters are too weak for a real key, or None.
+
+        The floor is OWASP's smallest recommended setting: argon2id with at least 19 MiB
+        and 2 passes (or 46 MiB and 1 pass); scrypt with at least 16 MiB (n*r >= 2**17).
+        Test parameters (:meth:`fast_for_tests`) are far below it.
+        """
+        if self.algorithm == ARGON2ID:
+            if self.memory_kib >= 46 * 1024 or (self.memory_kib >= 19 * 1024 and self.time_cost >= 2):
+                return None
+            return (f"argon2id with {self.memory_kib} KiB and {self.time_cost} pass(es) is below the minimum "
+                    "(19 MiB and 2 passes)")
+        if self.n * self.r >= 2**17:
+            return None
+        return f"scrypt n={self.n} r={self.r} is below the minimum (n*r >= 2**17, 16 MiB)"
 
     def memory_bytes(self) -> int:
         """Memory the derivation needs, in bytes (approximate for scrypt)."""

@@ -8,8 +8,13 @@ cache keeps the merged arrays of the last table built, keyed by that set:
     <root>/<repository id>/<key>/{hi,lo,pack,off,len}.npy, packs.bin, meta.json
 
 ``meta.json`` holds the segment names the table was built from (``names``: every name
-listed, superseded ones too; ``segments``: the ones in force), the entry count and the
-BLAKE3 of every file, verified on load (a damaged cache is ignored and rebuilt). On open:
+listed, superseded ones too; ``segments``: the ones in force), the entry count, a keyed
+BLAKE3 of every file and ``mac``, a keyed BLAKE3 over the rest of ``meta.json``. The key
+is derived from the repository's master key (:func:`ebas.repo.subkeys.dedup_cache_key`),
+so a local user who can write the cache directory but has no repository key cannot make
+an entry that claims a chunk is stored when it is not (a backup would skip that data).
+Everything is verified on load; a cache that fails is reported through ``warn``,
+deleted and rebuilt from the index segments. On open:
 
 * the listing equals the cached names: the arrays are memory-mapped, no segment is read;
 * the listing has *more* names (backups added segments): the cache is mapped and only the
@@ -25,10 +30,12 @@ nothing that reveals content. It is derived data; deleting it only costs time.
 
 from __future__ import annotations
 
+import hmac
 import json
 import os
 import shutil
 from pathlib import Path
+from typing import Callable
 
 import blake3
 import numpy as np
@@ -37,7 +44,8 @@ from ebas.repo.dedup import DedupTable
 from ebas.repo.privatefs import cache_home, open_private, private_dir
 
 ARRAYS = ("hi", "lo", "pack", "off", "len")
-VERSION = 1
+VERSION = 2  # 2: keyed digests and a MAC over meta.json (version 1 caches are rebuilt)
+_META_DOMAIN = b"ebas dedup cache meta\x00"
 
 
 def cache_root() -> Path | None:
@@ -61,10 +69,19 @@ def _key(names: list[str]) -> str:
     return blake3.blake3("\n".join(sorted(names)).encode()).hexdigest()[:32]
 
 
-def _digest(path: Path) -> str:
-    h = blake3.blake3(max_threads=blake3.blake3.AUTO)
+def _digest(path: Path, key: bytes) -> str:
+    h = blake3.blake3(key=key, max_threads=blake3.blake3.AUTO)
     h.update_mmap(path)
     return h.hexdigest()
+
+
+def _meta_mac(meta: dict, key: bytes) -> str:
+    body = json.dumps({k: v for k, v in meta.items() if k != "mac"}, sort_keys=True, separators=(",", ":"))
+    return blake3.blake3(_META_DOMAIN + body.encode(), key=key).hexdigest()
+
+
+class _Forged(ValueError):
+    """The cache does not authenticate under the repository's key."""
 
 
 class Cached:
@@ -74,8 +91,12 @@ class Cached:
         self.table, self.names, self.segments = table, names, segments
 
 
-def load(repo_id: str, names: list[str]) -> Cached | None:
-    """The cached table whose names are all in ``names`` (exact or older), or None."""
+def load(repo_id: str, names: list[str], key: bytes, warn: Callable[[str], None] | None = None) -> Cached | None:
+    """The cached table whose names are all in ``names`` (exact or older), or None.
+
+    ``key`` is the repository's cache key; a cache that does not authenticate under it is
+    deleted and reported to ``warn`` (the caller then rebuilds the table from the index).
+    """
     root = cache_root()
     if root is None:
         return None
@@ -86,14 +107,22 @@ def load(repo_id: str, names: list[str]) -> Cached | None:
         return None
     current = set(names)
     for d in candidates:
+        if d.name.startswith(".tmp-"):
+            continue
         try:
             meta = json.loads((d / "meta.json").read_text())
-            if meta.get("version") != VERSION or not set(meta["names"]) <= current:
+            if meta.get("version") != VERSION:
+                raise ValueError("old cache format")
+            if not isinstance(meta.get("mac"), str) or not hmac.compare_digest(meta["mac"], _meta_mac(meta, key)):
+                raise _Forged("meta.json does not authenticate")
+            if not set(meta["names"]) <= current:
                 continue
-            for f, digest in meta["blake3"].items():
-                if _digest(d / f) != digest:
-                    raise ValueError(f"{f} does not match its checksum")
-            arrays = {a: np.load(d / f"{a}.npy", mmap_mode="r") for a in ARRAYS}
+            if set(meta["files"]) != {f"{a}.npy" for a in ARRAYS} | {"packs.bin"}:
+                raise _Forged("unexpected files")
+            for f, digest in meta["files"].items():
+                if not hmac.compare_digest(_digest(d / f, key), digest):
+                    raise _Forged(f"{f} does not authenticate")
+            arrays = {a: np.load(d / f"{a}.npy", mmap_mode="r", allow_pickle=False) for a in ARRAYS}
             raw = (d / "packs.bin").read_bytes()
             packs = [raw[i : i + 32] for i in range(0, len(raw), 32)]
             if any(len(arrays[a]) != meta["entries"] for a in ARRAYS):
@@ -103,13 +132,19 @@ def load(repo_id: str, names: list[str]) -> Cached | None:
             table = DedupTable.from_sorted(packs, arrays["hi"], arrays["lo"], arrays["pack"], arrays["off"],
                                            arrays["len"])
             return Cached(table, set(meta["names"]), list(meta["segments"]))
+        except _Forged as exc:
+            shutil.rmtree(d, ignore_errors=True)
+            if warn is not None:
+                warn(f"the local dedup cache {d} failed authentication ({exc}): it was changed by someone "
+                     "without the repository key, or damaged; discarded, the dedup table is rebuilt from the index")
         except (OSError, ValueError, KeyError, TypeError, AttributeError, RecursionError):
-            shutil.rmtree(d, ignore_errors=True)  # damaged or foreign: rebuilt next time
+            shutil.rmtree(d, ignore_errors=True)  # damaged, foreign or old: rebuilt next time
     return None
 
 
-def save(repo_id: str, names: list[str], segments: list[str], table: DedupTable) -> Path | None:
-    """Store the table for these names (replacing older entries of the repository)."""
+def save(repo_id: str, names: list[str], segments: list[str], table: DedupTable, key: bytes) -> Path | None:
+    """Store the table for these names (replacing older entries of the repository),
+    authenticated with ``key`` (see :func:`load`)."""
     root = cache_root()
     if root is None or len(table) < min_entries():
         return None
@@ -126,12 +161,13 @@ def save(repo_id: str, names: list[str], segments: list[str], table: DedupTable)
         for a, arr in arrays.items():
             with open_private(tmp / f"{a}.npy") as fh:
                 np.save(fh, np.ascontiguousarray(arr))
-            digests[f"{a}.npy"] = _digest(tmp / f"{a}.npy")
+            digests[f"{a}.npy"] = _digest(tmp / f"{a}.npy", key)
         with open_private(tmp / "packs.bin") as fh:
             fh.write(b"".join(table.packs))
-        digests["packs.bin"] = _digest(tmp / "packs.bin")
+        digests["packs.bin"] = _digest(tmp / "packs.bin", key)
         meta = {"version": VERSION, "names": sorted(names), "segments": sorted(segments), "entries": len(table),
-                "blake3": digests}
+                "files": digests}
+        meta["mac"] = _meta_mac(meta, key)
         with open_private(tmp / "meta.json") as fh:
             fh.write(json.dumps(meta).encode())
         os.rename(tmp, final)

@@ -301,6 +301,11 @@ def change_password(
     return new_id
 
 
+def key_kdf(store: Store, key_id: str) -> KdfParams:
+    """The KDF parameters of key file ``key_id`` (``KeyFileError`` if it is damaged)."""
+    return _load(store, KEYS_PREFIX + key_id).kdf
+
+
 # ------------------------------------------------------------------ helpers
 def _password(password: bytes | str) -> bytes:
     """Passwords are bytes; a str is encoded as UTF-8, with surrogate escapes (from

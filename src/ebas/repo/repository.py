@@ -10,9 +10,9 @@ from __future__ import annotations
 import getpass
 import os
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
-from ebas.chunking.params import ChunkerParams
+from ebas.chunking.params import FASTCDC_KEYED, ChunkerParams
 from ebas.crypto.kdf import KdfParams
 from ebas.errors import (
     AmbiguousSnapshot,
@@ -25,8 +25,10 @@ from ebas.errors import (
 )
 from ebas.repo import keys as keyfiles
 from ebas.repo import snapshots as snaps
+from ebas.repo import subkeys
 from ebas.repo.blobcodec import BlobCodec
-from ebas.repo.config import CONFIG_NAME, DEFAULT_PACK_SIZE, RepoConfig
+from ebas.repo.config import CONFIG_NAME, DEFAULT_PACK_SIZE, TAMPERED_HINT, RepoConfig
+from ebas.repo.config import authenticate as authenticate_config
 from ebas.repo.locks import LockManager
 from ebas.repo.pack import pack_id_from_name, pack_name
 from ebas.repo.tree import Node, decode_tree
@@ -42,6 +44,24 @@ class IndexState:
     segments: list[str] = field(default_factory=list)
     damaged: list[tuple[str, str]] = field(default_factory=list)
     cached: bool = False  # mapped from the local dedup-table cache (ebas.repo.dedupcache)
+
+
+LEGACY_CONFIG_WARNING = ("the repository config is not authenticated (format version 1): someone who can "
+                         "write to the storage could change its settings unnoticed; run 'ebas migrate' "
+                         "to authenticate it")
+
+
+CONFIG_AUTHENTICATED_STAT = "config_authenticated"
+
+
+def _refuse_downgrade(snapshots: list[snaps.Snapshot]) -> None:
+    """A legacy config, yet a snapshot (sealed with the key) was written under an
+    authenticated one: the config was stripped of its MAC on the storage."""
+    for snap in snapshots:
+        if isinstance(snap.stats, dict) and snap.stats.get(CONFIG_AUTHENTICATED_STAT) is True:
+            raise IntegrityError(
+                f"the repository config has no MAC, but snapshot {snap.id[:8]} was written when it had one: "
+                "the config was downgraded on the storage", hint=TAMPERED_HINT)
 
 
 def _whoami() -> tuple[str, str]:
@@ -85,7 +105,9 @@ class Repository:
         self.ids = master.ids()
         self.codec = BlobCodec(self.aead, self.ids, level=config.compression_level,
                                compression=config.compression != "none")
-        self.key_warnings: list[str] = []
+        self.key_warnings: list[str] = []  # found while opening (damaged key files, weak KDF, legacy config)
+        self.warnings: list[str] = []  # found later, through warn()
+        self.on_warning = None  # callable(message) the front end sets to show warnings as they happen
         self._index: IndexState | None = None
         self._snapshots: list[snaps.Snapshot] | None = None
         self.snapshot_problems: list[str] = []
@@ -100,39 +122,89 @@ class Repository:
             raise RepositoryExists(f"a repository already exists at {store.url}",
                                    hint="use another location, or open this one")
         lock = store.object_lock()
-        config = RepoConfig(repo_id=entropy.token_bytes(16).hex(), chunker=chunker or ChunkerParams(),
+        params = chunker or ChunkerParams()
+        if not params.keyed:  # new repositories cut at keyed boundaries (docs/format.md, "Chunking")
+            params = replace(params, algorithm=FASTCDC_KEYED)
+        config = RepoConfig(repo_id=entropy.token_bytes(16).hex(), chunker=params,
                             pack_size=pack_size, compression=compression, created_ns=clock.now_ns(),
                             object_lock={"mode": lock[0], "days": lock[1]} if lock else None)
         master = keyfiles.MasterKey.generate(entropy)
         host, user = _whoami()
         key_id = keyfiles.add_key(store, master, password, entropy=entropy, clock=clock, hostname=host,
                                   username=user, kdf=kdf)
-        store.put(CONFIG_NAME, config.encode())  # written last: its presence means "initialised"
-        return cls(store, config, master, key_id, clock=clock, entropy=entropy)
+        sealed = config.seal(subkeys.config_mac_key(master))
+        store.put(CONFIG_NAME, sealed)  # written last: its presence means "initialised"
+        return cls(store, RepoConfig.decode(sealed), master, key_id, clock=clock, entropy=entropy)
 
     @classmethod
     def open(cls, store: Store, password: bytes | str, *, clock: Clock = SYSTEM_CLOCK,
              entropy: Entropy = SYSTEM_ENTROPY) -> "Repository":
         """Open an existing repository; raises ``RepositoryNotFound`` / ``WrongPassword`` /
-        ``KeyFileError`` / ``UnsupportedFormat`` with a hint."""
-        config = cls.read_config(store)
+        ``KeyFileError`` / ``UnsupportedFormat`` with a hint, and ``IntegrityError`` if the
+        config fails authentication with the master key (docs/format.md, "config").
+
+        Order: the config is read and parsed without a key, the key is opened, then the
+        config is authenticated; nothing from the config is acted on before that.
+        A legacy (version 1) config without a MAC opens with a warning in ``warnings``.
+        """
+        data = cls._read_config_bytes(store)
+        config = RepoConfig.decode(data, check_schemes=False)
+        warnings: list[str] = []
+        master, key_id = keyfiles.open_master_key(store, password, warnings=warnings)
+        weak = keyfiles.key_kdf(store, key_id).weakness()
+        if weak:
+            warnings.append(f"key {key_id[:12]} was made with test-strength KDF parameters ({weak}): its password "
+                            "is cheap to guess; replace the key with 'ebas key passwd'")
+        if not authenticate_config(data, config, subkeys.config_mac_key(master)):
+            warnings.append(LEGACY_CONFIG_WARNING)
+        config.check_supported()
         if config.object_lock and store.object_lock() is None:
             # the repository was created with write-once retention: every later write keeps it
             store.set_object_lock(config.object_lock["mode"], config.object_lock["days"])
-        warnings: list[str] = []
-        master, key_id = keyfiles.open_master_key(store, password, warnings=warnings)
         repo = cls(store, config, master, key_id, clock=clock, entropy=entropy)
         repo.key_warnings = warnings
         return repo
 
     @staticmethod
-    def read_config(store: Store) -> RepoConfig:
-        """The repository config, or ``RepositoryNotFound``."""
+    def _read_config_bytes(store: Store) -> bytes:
         try:
-            data = store.get(CONFIG_NAME)
+            return store.get(CONFIG_NAME)
         except ObjectNotFound:
             raise RepositoryNotFound(f"no ebas repository at {store.url} (no 'config' object)") from None
-        return RepoConfig.decode(data)
+
+    @classmethod
+    def read_config(cls, store: Store) -> RepoConfig:
+        """The repository config, parsed but not authenticated (no key needed), or
+        ``RepositoryNotFound``. Use it only for what a keyless reader may know."""
+        return RepoConfig.decode(cls._read_config_bytes(store))
+
+    def verify_config(self) -> RepoConfig:
+        """Re-read the stored config and authenticate it with this repository's key
+        (``IntegrityError`` if it was changed on the storage since, or is damaged)."""
+        data = self._read_config_bytes(self.store)
+        config = RepoConfig.decode(data, check_schemes=False)
+        authenticate_config(data, config, subkeys.config_mac_key(self.master))
+        if config != self.config:
+            raise IntegrityError("the repository config changed on the storage while this repository was open")
+        return config
+
+    @property
+    def config_authenticated(self) -> bool:
+        """True if the config carries a MAC that this repository's key verified."""
+        return self.config.authenticated
+
+    def chunker(self, buffer_size: int | None = None):
+        """A :class:`~ebas.chunking.chunker.Chunker` for this repository's parameters
+        (seeded with the repository's secret when its boundaries are keyed)."""
+        from ebas.chunking.chunker import DEFAULT_BUFFER, Chunker
+
+        return Chunker(self.config.chunker, buffer_size or DEFAULT_BUFFER, seed=subkeys.chunker_seed(self.master))
+
+    def warn(self, message: str) -> None:
+        """Report a warning found while working (e.g. a rejected local cache) to ``on_warning``."""
+        self.warnings.append(message)
+        if self.on_warning is not None:
+            self.on_warning(message)
 
     def locks(self, *, heartbeat: float | None = 300) -> LockManager:
         """A lock manager for this repository."""
@@ -155,7 +227,8 @@ class Repository:
         from ebas.repo.index import IndexSegment, check_segment_name
 
         names = sorted(info.name for info in self.store.list("index/"))
-        cached = dedupcache.load(self.config.repo_id, names)  # docs/format.md, "Dedup table"
+        cache_key = subkeys.dedup_cache_key(self.master)
+        cached = dedupcache.load(self.config.repo_id, names, cache_key, self.warn)  # docs/format.md, "Dedup table"
         skip: set[str] = set()
         while True:  # one pass, unless a segment turns out to be superseded by a later one (rare)
             if cached is not None:
@@ -188,7 +261,7 @@ class Repository:
         state.damaged = [(n, why) for n, why in state.damaged if n not in superseded | skip]
         state.table.compact()
         if not state.damaged and (cached is None or todo):
-            dedupcache.save(self.config.repo_id, names, state.segments, state.table)
+            dedupcache.save(self.config.repo_id, names, state.segments, state.table, cache_key)
         return state
 
     def require_healthy_index(self) -> None:
@@ -300,6 +373,8 @@ class Repository:
                     continue
                 except IntegrityError as exc:
                     problems.append(f"{info.name}: {exc.message}")
+            if not self.config.authenticated:
+                _refuse_downgrade(out)
             self._snapshots = sorted(out, key=lambda s: (s.time_ns, s.id))
             self.snapshot_problems = problems
         return list(self._snapshots)
@@ -343,6 +418,8 @@ class Repository:
 
     def save_snapshot(self, snap: snaps.Snapshot) -> str:
         """Store a snapshot manifest (the commit point) and return its id."""
+        if self.config.authenticated:  # lets a later reader detect a config stripped of its MAC
+            snap.stats[CONFIG_AUTHENTICATED_STAT] = True
         sid, stored = snaps.seal(self.aead, snap)
         self.store.put(snaps.PREFIX + sid, stored)
         snap.id = sid

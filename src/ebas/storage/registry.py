@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 from ebas.errors import UsageError
 from ebas.storage.base import Store
+from ebas.storage.redact import redact_url, redacting
 
 BACKENDS: dict[str, str] = {
     "file": "ebas.storage.backends.file:FileStore",
@@ -62,9 +63,11 @@ def open_store(url: str, **options) -> Store:
 
     ``file:///abs/path`` or a plain path (relative paths are made absolute) opens a
     ``FileStore``; ``memory://NAME`` a ``MemoryStore``. Unknown schemes raise
-    ``UsageError`` listing the supported ones.
+    ``UsageError`` listing the supported ones. Credentials in ``url`` never appear in
+    an error message (:mod:`ebas.storage.redact`).
     """
     if not isinstance(url, (str, os.PathLike)) or not os.fspath(url):
-        raise UsageError(f"empty or invalid store URL {url!r}")
+        raise UsageError(f"empty or invalid store URL {redact_url(url)!r}")
     url = os.fspath(url)
-    return backend_class(scheme_of(url)).from_url(url, **options)
+    with redacting(url):  # an error quoting the URL must not print its credentials
+        return backend_class(scheme_of(url)).from_url(url, **options)

@@ -27,6 +27,7 @@ from ebas.repo.blobcopy import read_verified, restore_order
 from ebas.repo.config import CONFIG_NAME, RepoConfig
 from ebas.repo.repository import Repository
 from ebas.repo.snapshots import Snapshot
+from ebas.repo.subkeys import config_mac_key
 
 
 @dataclass
@@ -74,8 +75,9 @@ def open_or_create(repo, dest_store, password, *, new_key: bool, kdf=None) -> Re
     host, user = _who()
     key_id = keyfiles.add_key(dest_store, master, password, entropy=repo.entropy, clock=repo.clock, hostname=host,
                               username=user, kdf=kdf)
-    dest_store.put(CONFIG_NAME, config.encode())
-    return Repository(dest_store, config, master, key_id, clock=repo.clock, entropy=repo.entropy)
+    sealed = config.seal(config_mac_key(master))  # authenticated with the destination's key
+    dest_store.put(CONFIG_NAME, sealed)
+    return Repository(dest_store, RepoConfig.decode(sealed), master, key_id, clock=repo.clock, entropy=repo.entropy)
 
 
 def export_snapshot(repo, ref: str, dest_store, password, *, new_key: bool = False, kdf=None) -> ExportResult:

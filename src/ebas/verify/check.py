@@ -97,9 +97,9 @@ class _Checker:
 
     def run(self) -> None:
         try:
-            type(self.repo).read_config(self.store)
+            self.repo.verify_config()  # readable, and still authentic under the key
         except EbasError as exc:
-            self.issue(("config",), "config-damaged", "config", f"the repository config is unreadable: "
+            self.issue(("config",), "config-damaged", "config", f"the repository config is unreadable or not authentic: "
                        f"{exc.message}", "restore the 'config' object from a copy of the repository")
         self._load_index()
         self._inventory_packs()

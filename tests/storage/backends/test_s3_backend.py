@@ -354,7 +354,9 @@ def test_cli_init_object_lock_sets_retention(moto, s3_lock_bucket, tmp_path):
 
     prefix = unique("cli")
     url = s3_url(moto.port, s3_lock_bucket, prefix)
-    env = {**os.environ, "EBAS_PASSWORD": "pw", "EBAS_TEST_FAST_KDF": "1", "AWS_ACCESS_KEY_ID": "testing",
+    from clihook import fast_kdf_pythonpath
+
+    env = {**os.environ, "EBAS_PASSWORD": "pw", "PYTHONPATH": fast_kdf_pythonpath(), "AWS_ACCESS_KEY_ID": "testing",
            "AWS_SECRET_ACCESS_KEY": "testing"}
     cmd = [sys.executable, "-c", "from ebas.cli.app import main; main()"]
     out = subprocess.run(cmd + ["--repo", url, "init", "--object-lock", "compliance", "--lock-days", "3"],

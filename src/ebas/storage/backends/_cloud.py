@@ -20,6 +20,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from ebas.errors import ObjectArchived, ObjectLocked, UsageError  # noqa: F401 - re-exported for the backends
 from ebas.storage.base import ObjectWriter, check_name
+from ebas.storage.redact import redact_url
 from ebas.units import parse_duration, parse_size
 
 MiB = 1024 * 1024
@@ -34,7 +35,7 @@ def split_url(url: str, scheme: str | tuple[str, ...]) -> tuple[str, str, dict[s
     schemes = (scheme,) if isinstance(scheme, str) else scheme
     parts = urlsplit(url)
     if parts.scheme.lower() not in schemes:
-        raise UsageError(f"not a {'/'.join(s + '://' for s in schemes)} URL: {url!r}")
+        raise UsageError(f"not a {'/'.join(s + '://' for s in schemes)} URL: {redact_url(url)!r}")
     query = dict(parse_qsl(parts.query, keep_blank_values=True))
     return parts.netloc, unquote(parts.path).strip("/"), query, parts.scheme.lower()
 

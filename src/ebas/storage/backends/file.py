@@ -39,6 +39,7 @@ from ebas.storage.base import (
     check_part_number,
     range_bounds,
 )
+from ebas.storage.redact import redact_url
 
 TMP_DIR = ".ebas-tmp"
 UPLOADS_DIR = ".ebas-uploads"
@@ -54,7 +55,7 @@ def path_from_url(url: str) -> str:
         return os.path.abspath(os.path.expanduser(url))
     parts = urlsplit(url)
     if parts.scheme != "file" or parts.netloc not in ("", "localhost") or not parts.path:
-        raise UsageError(f"not a local file URL: {url!r}",
+        raise UsageError(f"not a local file URL: {redact_url(url)!r}",
                          hint="use file:///absolute/path (three slashes) or a plain path")
     return os.path.abspath(unquote(parts.path))
 

@@ -26,6 +26,7 @@ from ebas.storage.base import (
     check_part_number,
     range_bounds,
 )
+from ebas.storage.redact import redact_url
 
 
 @dataclass
@@ -74,7 +75,7 @@ class MemoryStore(Store):
         """Open ``memory://NAME`` (shared by NAME) or ``memory://`` (private)."""
         parts = urlsplit(url)
         if parts.scheme != "memory":
-            raise UsageError(f"not a memory store URL: {url!r}")
+            raise UsageError(f"not a memory store URL: {redact_url(url)!r}")
         name = unquote(parts.netloc + parts.path)
         return cls(name or None, **options)
 

@@ -79,6 +79,7 @@ from ebas.storage.base import (
     check_part_number,
     range_bounds,
 )
+from ebas.storage.redact import redact_url
 
 MIN_PART = 5 * MiB
 COLD_CLASSES = {"GLACIER", "DEEP_ARCHIVE"}
@@ -132,7 +133,7 @@ class S3Store(Store):
         self.lock_skip = opts["lock_skip"]
         self.bypass_governance = opts["bypass_governance"]
         endpoint = opts["endpoint"]
-        self.url = f"s3://{bucket}/{self.keys.prefix}" + (f"?endpoint={endpoint}" if endpoint else "")
+        self.url = redact_url(f"s3://{bucket}/{self.keys.prefix}" + (f"?endpoint={endpoint}" if endpoint else ""))
         self.capabilities = Capabilities(
             min_part_size=MIN_PART, max_part_size=5 * 1024 * MiB,
             parallel_writes=opts["max_connections"],

@@ -66,6 +66,7 @@ from ebas.storage.base import (
     check_part_number,
     range_bounds,
 )
+from ebas.storage.redact import redact_url
 
 TMP_DIR = ".ebas-tmp"
 UPLOADS_DIR = ".ebas-uploads"
@@ -136,14 +137,16 @@ class SFTPStore(Store):
         """Open ``sftp://user@host:port/path?options``."""
         parts = urlsplit(url)
         if parts.scheme.lower() != "sftp":
-            raise UsageError(f"not an sftp:// URL: {url!r}")
+            raise UsageError(f"not an sftp:// URL: {redact_url(url)!r}")
         raw = unquote(parts.path)
         path = "/" + raw.lstrip("/") if raw.startswith("//") else raw.lstrip("/")
         query = dict(parse_qsl(parts.query, keep_blank_values=True))
         try:
             port = parts.port or 22
         except ValueError:
-            raise UsageError(f"bad port in {url!r}") from None
+            raise UsageError(f"bad port in {redact_url(url)!r}") from None
+        if parts.password is not None and "password" not in query and "password" not in options:
+            query["password"] = unquote(parts.password)  # accepted, never printed; prefer EBAS_SFTP_PASSWORD
         return cls(parts.hostname or "", path, port=port, user=unquote(parts.username) if parts.username else None,
                    **{**query, **options})
 

@@ -67,6 +67,7 @@ from ebas.storage.base import (
     check_part_number,
     range_bounds,
 )
+from ebas.storage.redact import redact_url
 
 _UPLOAD_ID = re.compile(r"[0-9a-f]{32}\Z")
 SPAN_TAIL = 256 * 1024  # a split object keeps at least this much of its end on its last cartridge
@@ -150,7 +151,7 @@ class TapeStore(Store):
         """Open ``tape:///path?options`` (the library is created if volumes/capacity are given)."""
         parts = urlsplit(url)
         if parts.scheme.lower() != "tape":
-            raise UsageError(f"not a tape:// URL: {url!r}")
+            raise UsageError(f"not a tape:// URL: {redact_url(url)!r}")
         path = unquote(parts.netloc + parts.path)
         if not path:
             raise UsageError("a tape URL needs a library directory: tape:///path/to/library")
