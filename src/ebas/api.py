@@ -23,6 +23,7 @@ from ebas.lifecycle.holding import add_hold, list_holds, release_hold, set_min_r
 from ebas.lifecycle.prune import PruneResult
 from ebas.lifecycle.prune import prune as _prune
 from ebas.lifecycle.retention import RetentionPolicy, parse_duration
+from ebas.progress import Progress
 from ebas.repo.config import DEFAULT_PACK_SIZE
 from ebas.repo.repository import Repository
 from ebas.repo.snapshots import Snapshot
@@ -55,22 +56,24 @@ def open_repository(url: str, password: bytes | str, *, clock: Clock = SYSTEM_CL
                            entropy=entropy)
 
 
-def backup(repo: Repository, paths: list[str], **options) -> BackupResult:
-    """Back up ``paths``; keyword options are those of :class:`BackupOptions`."""
-    return Archiver(repo, BackupOptions(paths=list(paths), **options)).run()
+def backup(repo: Repository, paths: list[str], *, progress: Progress | None = None, **options) -> BackupResult:
+    """Back up ``paths``; keyword options are those of :class:`BackupOptions`; ``progress``
+    receives the phase ``"backup"`` (files and bytes, see :class:`ebas.backup.archiver.Archiver`)."""
+    return Archiver(repo, BackupOptions(paths=list(paths), **options), progress=progress).run()
 
 
 def restore(repo: Repository, snapshot: str, target: str, *, includes: list[str] | None = None,
             host: str | None = None, tags: list[str] | None = None, path: str | None = None,
-            restore_owner: bool | None = None, staging: str | None = None) -> RestoreResult:
+            restore_owner: bool | None = None, staging: str | None = None,
+            progress: Progress | None = None) -> RestoreResult:
     """Restore ``snapshot`` ("latest" or an id prefix) into ``target``.
 
     From a tape repository the repository is first recalled, in tape order, into a
     staging directory under ``staging`` (default: beside ``target``); see
-    :mod:`ebas.transfer.recall`."""
+    :mod:`ebas.transfer.recall`. ``progress`` receives the phase ``"restore"`` (files and bytes)."""
     with staged(repo, staging, near=target) as (source, _):
         snap = source.find_snapshot(snapshot, host=host, tags=tags, path=path)
-        return Restorer(source, snap, target, includes=includes, restore_owner=restore_owner).run()
+        return Restorer(source, snap, target, includes=includes, restore_owner=restore_owner, progress=progress).run()
 
 
 def ls(repo: Repository, snapshot: str, path: str = "/", *, recursive: bool = False):
@@ -89,10 +92,10 @@ def forget(repo: Repository, policy: RetentionPolicy | None = None, **options) -
     return _forget(repo, policy, **options)
 
 
-def prune(repo: Repository, **options) -> PruneResult:
+def prune(repo: Repository, *, progress: Progress | None = None, **options) -> PruneResult:
     """Delete unreferenced data and repack mostly-unused packs (see :func:`ebas.lifecycle.prune.prune`:
-    max_unused, grace_ns, max_wait, dry_run, ...)."""
-    return _prune(repo, **options)
+    max_unused, grace_ns, max_wait, dry_run, ...); ``progress`` receives its phases."""
+    return _prune(repo, progress=progress, **options)
 
 
 def repository_stats(repo: Repository, *, reclaimable: bool = False) -> dict:

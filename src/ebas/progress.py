@@ -14,7 +14,8 @@ the end). The CLI renders those statuses as a progress bar (rich) or JSON status
 from __future__ import annotations
 
 import threading
-from dataclasses import asdict, dataclass, field
+from collections import deque
+from dataclasses import asdict, dataclass
 from typing import Callable
 
 from ebas.runtime import SYSTEM_CLOCK
@@ -30,7 +31,8 @@ class Progress:
         counters restart at zero. Totals are ``None`` when not known (yet)."""
 
     def add_total(self, *, items: int = 0, bytes: int = 0) -> None:  # noqa: A002 - the protocol's word
-        """Raise the current phase's totals (a scan found more to do)."""
+        """Raise the current phase's totals (a scan found more to do); a negative figure
+        lowers a total that was an estimate (a hard link restored without data)."""
 
     def advance(self, *, items: int = 0, bytes: int = 0, current: str | None = None) -> None:  # noqa: A002
         """``items`` and ``bytes`` more are done; ``current`` names what is being worked on."""
@@ -85,26 +87,33 @@ class Status:
         return d
 
 
-@dataclass
 class _Window:
-    """Samples of (time, bytes, items) over the last ``span`` seconds, for rates."""
+    """Samples of (time, bytes, items) over the last ``span`` seconds, for rates. A sample
+    is kept at most every ``span / 50`` seconds, so a job advancing a million times a
+    second costs a comparison per event, not a list that grows."""
 
-    span: float = 5.0
-    samples: list[tuple[float, int, int]] = field(default_factory=list)
+    def __init__(self, span: float = 5.0) -> None:
+        self.span = span
+        self.step = span / 50
+        self.samples: deque[tuple[float, int, int]] = deque()
 
     def add(self, t: float, b: int, i: int) -> None:
-        self.samples.append((t, b, i))
-        while len(self.samples) > 2 and t - self.samples[1][0] >= self.span:
-            self.samples.pop(0)
+        samples = self.samples
+        if samples and t - samples[-1][0] < self.step:
+            return
+        samples.append((t, b, i))
+        while len(samples) > 2 and t - samples[1][0] >= self.span:
+            samples.popleft()
 
-    def rates(self) -> tuple[float, float]:
-        if len(self.samples) < 2:
+    def rates(self, now: float, b: int, i: int) -> tuple[float, float]:
+        """Bytes and items per second from the oldest sample to (``now``, ``b``, ``i``)."""
+        if not self.samples:
             return 0.0, 0.0
-        (t0, b0, i0), (t1, b1, i1) = self.samples[0], self.samples[-1]
-        dt = t1 - t0
+        t0, b0, i0 = self.samples[0]
+        dt = now - t0
         if dt <= 0:
             return 0.0, 0.0
-        return (b1 - b0) / dt, (i1 - i0) / dt
+        return (b - b0) / dt, (i - i0) / dt
 
 
 class Tracker(Progress):
@@ -180,10 +189,8 @@ class Tracker(Progress):
         """The figures now."""
         with self._lock:
             now = self._clock.monotonic()
-            rate, irate = self._window.rates()
+            rate, irate = self._window.rates(now, self._bytes_done, self._items_done)
             elapsed = now - self._phase_t0
-            if rate <= 0 and elapsed > 0:
-                rate, irate = self._bytes_done / elapsed, self._items_done / elapsed
             eta = None
             if self._bytes_total is not None and rate > 0:
                 eta = max(0.0, (self._bytes_total - self._bytes_done) / rate)

@@ -10,6 +10,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+from progress_kit import summary
 
 EBAS = str(Path(sys.executable).with_name("ebas"))
 
@@ -31,7 +32,7 @@ class Cli:
         return p
 
     def json(self, *args, **kw):
-        return json.loads(self.run(*args, "--json", **kw).stdout)
+        return summary(self.run(*args, "--json", **kw).stdout)
 
 
 def iso(day: int) -> str:

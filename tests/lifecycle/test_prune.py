@@ -8,6 +8,7 @@ import threading
 import time
 
 import pytest
+from progress_kit import PhaseHook
 from prune_kit import DAY, T0, backup_day, generation, naive_recount, names, pack_bytes, quick_snapshot, read_all
 
 from ebas import api
@@ -243,7 +244,7 @@ def test_an_interrupted_prune_leaves_a_consistent_repository_and_a_rerun_finishe
             raise Crash(p)
 
     with pytest.raises(Crash):
-        api.prune(repo, grace_ns=0, max_wait=0, max_unused=0.05, progress=crash)
+        api.prune(repo, grace_ns=0, max_wait=0, max_unused=0.05, progress=PhaseHook(crash))
     report = check_repository(repos_fresh(repo))
     assert report.ok, [p.message for p in report.problems]
     for snap, state in zip(snaps[-2:], states[-2:]):
@@ -322,7 +323,7 @@ def test_prune_waits_for_running_backups_before_deleting(history, repos, tmp_pat
         if phase == "wait" and not t.is_alive() and not done:
             t.start()
 
-    res = api.prune(repo, grace_ns=0, max_wait=30, poll=0.05, progress=step)
+    res = api.prune(repo, grace_ns=0, max_wait=30, poll=0.05, progress=PhaseHook(step))
     t.join()
     assert res.pending == [] and res.records_finished == 1 and res.packs_resurrected == 1 and res.packs_deleted > 0
     fresh = repos_fresh(repo)
@@ -432,7 +433,7 @@ def test_unreadable_records_and_unreadable_new_snapshots(history):
             raise Crash(p)
 
     with pytest.raises(Crash):
-        api.prune(repo, grace_ns=0, max_wait=0, progress=crash)
+        api.prune(repo, grace_ns=0, max_wait=0, progress=PhaseHook(crash))
     (rec,) = prunestate.load_all(repo)[0]
     repo.store.put(prunestate.PREFIX + "00" * 16, b"garbage")
     assert prunestate.load_all(repo)[1] == [prunestate.PREFIX + "00" * 16]

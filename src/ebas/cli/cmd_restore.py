@@ -40,6 +40,7 @@ def restore_cmd(ctx, snapshot, target, includes, no_owner, staging, filter_host,
     reading the cartridges once each, in order; the restore reads that copy.
     """
     from ebas.backup.restorer import Restorer
+    from ebas.cli.progressview import emit_summary, progress_view
     from ebas.transfer.recall import needs_recall, staged
 
     env = get_env(ctx)
@@ -48,15 +49,16 @@ def restore_cmd(ctx, snapshot, target, includes, no_owner, staging, filter_host,
         env.note(f"recalling the repository from {repo.store.url} (each cartridge once, in order)...")
     with staged(repo, staging, near=target) as (source, recalled):
         snap = find(source, snapshot, filter_host, filter_tags, filter_path)
-        result = Restorer(source, snap, target, includes=list(includes),
-                          restore_owner=False if no_owner else None).run()
+        with progress_view(env) as progress:
+            result = Restorer(source, snap, target, includes=list(includes),
+                              restore_owner=False if no_owner else None, progress=progress).run()
     for w in result.warnings:
         env.note(f"warning: {w}")
     out = result.to_json()
     out["snapshot_id"] = snap.id
     if recalled is not None:
         out["recalled"] = recalled.to_json()
-    env.emit(out, f"restored snapshot {snap.id[:8]} to {target}: {result.files} files, {result.dirs} dirs, "
+    emit_summary(env, out, f"restored snapshot {snap.id[:8]} to {target}: {result.files} files, {result.dirs} dirs, "
                   f"{human_size(result.bytes)}")
 
 

@@ -34,6 +34,7 @@ import numpy as np
 
 from ebas.errors import EbasError, IndexDamaged, IntegrityError, InvalidRange, ObjectNotFound
 from ebas.lifecycle.reachability import KeySet, References, collect_references, split_ids
+from ebas.progress import Progress
 from ebas.repo.dedup import DedupTable
 from ebas.repo.index import ENTRY_DTYPE, IndexSegment, check_segment_name
 from ebas.repo.pack import PackEntry, pack_id_from_name, pack_name, read_pack_header
@@ -42,7 +43,6 @@ from ebas.repo.treeahead import TreeAhead
 
 DAMAGE = (IntegrityError, ObjectNotFound, InvalidRange)
 HEADER_BYTES_PER_BLOB = 46
-Progress = Callable[[str, int, int], None]
 
 
 @dataclass

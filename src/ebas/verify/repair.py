@@ -27,9 +27,9 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass, field
-from typing import Callable
 
 from ebas.errors import IntegrityError, InvalidRange, ObjectNotFound
+from ebas.progress import NULL_PROGRESS, Progress
 from ebas.repo.index import IndexSegment, check_segment_name, segment_name
 from ebas.repo.pack import PackEntry, pack_id_from_name, pack_name, read_pack_header
 
@@ -79,14 +79,14 @@ class RepairReport:
         return "\n".join(lines)
 
 
-def rebuild_index(repo, *, progress: Callable[[str, int, int], None] | None = None) -> RepairReport:
+def rebuild_index(repo, *, progress: Progress | None = None) -> RepairReport:
     """Replace every index segment of ``repo`` with segments built from pack headers.
 
     Promises: takes (and releases) an exclusive lock, raising ``LockError`` if another
     operation holds one; afterwards the index lists every blob of every pack whose
     header is readable (plus salvaged, verified blobs of packs whose header is not) and
     nothing else; old segments are deleted only after the new ones are stored and read
-    back. ``progress(phase, done, total)`` is called per pack (phase ``"headers"``).
+    back. ``progress`` receives the phase ``"headers"``: items are packs, bytes their sizes.
     """
     report = RepairReport()
     lock = repo.locks().acquire("repair index", exclusive=True)
@@ -95,9 +95,10 @@ def rebuild_index(repo, *, progress: Callable[[str, int, int], None] | None = No
         packs = sorted((info.name, info.size) for info in repo.store.list("data/"))
         out = _SegmentWriter(repo, report)
         broken: dict[bytes, UnreadablePack] = {}
-        for n, (name, size) in enumerate(packs):
-            if progress is not None:
-                progress("headers", n, len(packs))
+        step = progress or NULL_PROGRESS
+        step.start("headers", items_total=len(packs), bytes_total=sum(size for _, size in packs))
+        for name, size in packs:
+            step.advance(items=1, bytes=size, current=name)
             try:
                 pid = pack_id_from_name(name)
             except IntegrityError:
