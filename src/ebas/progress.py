@@ -166,13 +166,18 @@ class Tracker(Progress):
                 self._bytes_total = (self._bytes_total or 0) + bytes
 
     def advance(self, *, items: int = 0, bytes: int = 0, current: str | None = None) -> None:  # noqa: A002
-        with self._lock:
+        now = self._clock.monotonic()
+        with self._lock:  # one lock and one clock read per event: jobs call this per file
             self._items_done += items
             self._bytes_done += bytes
             if current is not None:
                 self._current = current
-            self._window.add(self._clock.monotonic(), self._bytes_done, self._items_done)
-        self._emit()
+            self._window.add(now, self._bytes_done, self._items_done)
+            due = bool(self._listeners) and now - self._last_emit >= self._interval
+            if due:
+                self._last_emit = now
+        if due:
+            self._notify()
 
     def error(self, message: str) -> None:
         with self._lock:
@@ -207,6 +212,10 @@ class Tracker(Progress):
             if not force and now - self._last_emit < self._interval:
                 return
             self._last_emit = now
+        self._notify()
+
+    def _notify(self) -> None:
+        with self._lock:
             listeners = list(self._listeners)
         st = self.status()
         for listener in listeners:

@@ -172,8 +172,7 @@ class Restorer:
             tdir.hardlink(self._links[group], name)
             with self._lock:
                 self.result.files += 1
-            if self._totals_known:  # the snapshot's byte total counts every link's size: no data here
-                self.progress.add_total(bytes=-node.size)
+            self.progress.add_total(bytes=-node.size)  # the byte total counted the link's size: no data here
             self.progress.advance(items=1, current=tdir.where(name))
             return None
         fut = self.pool.submit(self._write_file, tdir, name, node)
