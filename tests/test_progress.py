@@ -173,3 +173,12 @@ def test_bar_shows_phase_percentage_counts_rate_eta_and_current_file():
     console = Console(file=io.StringIO(), width=120, force_terminal=False)
     console.print(render_status(t.status()))
     assert "snapshots 0" in console.file.getvalue()
+
+
+def test_error_messages_are_capped_but_all_counted():
+    from ebas.progress import MAX_ERRORS_KEPT
+
+    t = Tracker(clock=FakeClock())
+    for i in range(MAX_ERRORS_KEPT + 5):
+        t.error(f"e{i}")
+    assert len(t.errors) == MAX_ERRORS_KEPT and t.status().errors == MAX_ERRORS_KEPT + 5

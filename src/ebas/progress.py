@@ -21,6 +21,9 @@ from typing import Callable
 from ebas.runtime import SYSTEM_CLOCK
 
 
+MAX_ERRORS_KEPT = 1000  # a Tracker keeps this many error messages (and counts them all)
+
+
 class Progress:
     """Receives progress events. Every method is a no-op here; jobs call them freely.
 
@@ -132,7 +135,8 @@ class Tracker(Progress):
         self._window_s = window_s
         self._t0 = clock.monotonic()
         self._reset("starting", None, None)
-        self.errors: list[str] = []
+        self.errors: list[str] = []  # the first MAX_ERRORS_KEPT messages
+        self._error_count = 0
         self._finished = False
         self._last_emit = float("-inf")
 
@@ -181,7 +185,9 @@ class Tracker(Progress):
 
     def error(self, message: str) -> None:
         with self._lock:
-            self.errors.append(message)
+            self._error_count += 1
+            if len(self.errors) < MAX_ERRORS_KEPT:
+                self.errors.append(message)
         self._emit()
 
     def finish(self) -> None:
@@ -202,7 +208,7 @@ class Tracker(Progress):
             elif self._items_total is not None and irate > 0:
                 eta = max(0.0, (self._items_total - self._items_done) / irate)
             return Status(self._phase, self._items_done, self._items_total, self._bytes_done, self._bytes_total,
-                          round(elapsed, 6), rate, irate, eta, self._current, len(self.errors), self._finished)
+                          round(elapsed, 6), rate, irate, eta, self._current, self._error_count, self._finished)
 
     def _emit(self, force: bool = False) -> None:
         if not self._listeners:
