@@ -20,7 +20,6 @@ from typing import Callable
 
 from ebas.runtime import SYSTEM_CLOCK
 
-
 MAX_ERRORS_KEPT = 1000  # a Tracker keeps this many error messages (and counts them all)
 
 
