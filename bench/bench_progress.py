@@ -8,7 +8,8 @@ counts, so machine noise hurts both alike::
     PYTHONPATH=src .venv/bin/python bench/bench_progress.py --rounds 5
     PYTHONPATH=<an older checkout>/src .venv/bin/python bench/bench_progress.py --modes none   # before
 
-Prints one JSON document: seconds per step and mode (min and median of the rounds).
+Prints one JSON document: seconds per step and mode (min and median of the rounds), wall
+time and CPU time of the process (all threads; less disturbed by other load on the machine).
 """
 
 from __future__ import annotations
@@ -55,9 +56,10 @@ def one_round(src: str, work: str, mode: str) -> dict:
             from ebas.progress import Tracker
 
             kw["progress"] = Tracker(listeners=[lambda st: None])
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         res = Archiver(repo, BackupOptions(paths=[src], level=level, host="bench"), **kw).run()
         out[step] = time.perf_counter() - started
+        out[step + " cpu"] = time.process_time() - cpu
         if mode == "tracker":
             st = kw["progress"].status()
             assert st.items_done == res.stats.files and st.bytes_done == res.stats.bytes_logical, st
@@ -76,11 +78,11 @@ def main() -> None:
     try:
         src = os.path.join(work, "src")
         size = make_tree(src, args.files)
-        times: dict[str, dict[str, list[float]]] = {m: {"full": [], "unchanged": []} for m in modes}
+        times: dict[str, dict[str, list[float]]] = {m: {} for m in modes}
         for _ in range(args.rounds):
             for mode in modes:
                 for step, t in one_round(src, work, mode).items():
-                    times[mode][step].append(t)
+                    times[mode].setdefault(step, []).append(t)
         result = {"files": args.files, "bytes": size, "rounds": args.rounds, "seconds": {
             mode: {step: {"min": round(min(v), 4), "median": round(statistics.median(v), 4)} for step, v in steps.items()}
             for mode, steps in times.items()}}
