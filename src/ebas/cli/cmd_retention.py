@@ -160,12 +160,9 @@ def forget_cmd(ctx, snapshots, keep_last, keep_hourly, keep_daily, keep_weekly, 
         pres, text = run_prune(env, repo, max_unused=max_unused, grace=grace, max_wait=max_wait, lock_wait=lock_wait)
         out["prune"] = pres.to_json()
         blocks.append(text)
-    if then_prune:
-        from ebas.cli.progressview import emit_summary
+    from ebas.cli.progressview import emit_summary
 
-        emit_summary(env, out, "\n\n".join(blocks))
-    else:
-        env.emit(out, "\n\n".join(blocks))
+    emit_summary(env, out, "\n\n".join(blocks))
 
 
 @click.group("hold")
