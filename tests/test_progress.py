@@ -182,3 +182,39 @@ def test_error_messages_are_capped_but_all_counted():
     for i in range(MAX_ERRORS_KEPT + 5):
         t.error(f"e{i}")
     assert len(t.errors) == MAX_ERRORS_KEPT and t.status().errors == MAX_ERRORS_KEPT + 5
+
+
+def test_progress_view_json_mode_prints_status_lines_then_the_summary(capsys):
+    from ebas.cli.progressview import progress_view
+
+    clock = FakeClock()
+    env = _Env(json_out=True)
+    with progress_view(env, clock=clock, interval=1.0) as p:
+        p.start("restore", items_total=2, bytes_total=20)
+        clock.advance(1.5)
+        p.advance(items=1, bytes=10, current="/r/a")
+        clock.advance(0.2)
+        p.advance(items=1, bytes=10, current="/r/b")  # within the interval: not printed
+    emit_summary(env, {"files": 2, "bytes": 20})
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [d["type"] for d in lines] == ["status", "summary"]
+    assert lines[0]["items_done"] == 1 and lines[0]["percent_done"] == 50 and lines[0]["current"] == "/r/a"
+    assert lines[1] == {"files": 2, "bytes": 20, "type": "summary"}
+
+
+def test_progress_view_draws_a_bar_on_a_terminal_and_nothing_otherwise(monkeypatch):
+    from ebas.cli.progressview import progress_view
+
+    tty = _Tty()
+    monkeypatch.setattr("sys.stderr", tty)
+    with progress_view(_Env()) as p:
+        p.start("backup", items_total=3, bytes_total=300)
+        p.advance(items=2, bytes=200, current="/src/file-b")
+    text = tty.getvalue()
+    assert "backup" in text and "files 2/3" in text and "66.7%" in text and "/src/file-b" in text
+    piped = io.StringIO()
+    monkeypatch.setattr("sys.stderr", piped)
+    with progress_view(_Env()) as p:
+        assert p is NULL_PROGRESS
+        p.start("backup")
+    assert piped.getvalue() == ""

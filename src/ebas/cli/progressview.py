@@ -27,6 +27,7 @@ import json
 import os
 import sys
 import threading
+import time
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -34,7 +35,6 @@ import click
 
 from ebas.cli.render import human_size
 from ebas.progress import NULL_PROGRESS, Progress, Status, Tracker
-from ebas.runtime import SYSTEM_CLOCK
 
 JSON_INTERVAL = 1.0  # seconds between JSON status lines
 BAR_REFRESH = 4  # redraws of the bar per second
@@ -70,23 +70,25 @@ def _fps_interval(default: float) -> float:
 
 
 @contextmanager
-def progress_view(env, *, clock=SYSTEM_CLOCK, interval: float | None = None) -> Iterator[Progress]:
+def progress_view(env, *, clock=None, interval: float | None = None) -> Iterator[Progress]:
     """A :class:`Progress` for one command, shown as the invocation asks; the view ends
-    (the bar is removed, ``finish`` is reported) when the block ends, also on errors."""
+    (the bar is removed, ``finish`` is reported) when the block ends, also on errors.
+    ``clock`` (an :class:`ebas.runtime.Clock`; default the system's) is for tests."""
     mode = choose_mode(env)
+    clocked = {"clock": clock} if clock is not None else {}
     if mode == "none":
         yield NULL_PROGRESS
         return
     if mode == "json":
         interval = interval if interval is not None else _fps_interval(JSON_INTERVAL)
         printer = JsonStatusPrinter(clock=clock, interval=interval)
-        tracker = Tracker(clock=clock, interval=interval, listeners=[printer])
+        tracker = Tracker(interval=interval, listeners=[printer], **clocked)
         try:
             yield tracker
         finally:
             tracker.finish()
         return
-    bar = Bar(Tracker(clock=clock), refresh=1.0 / (interval if interval is not None else _fps_interval(1 / BAR_REFRESH)))
+    bar = Bar(Tracker(**clocked), refresh=1.0 / (interval if interval is not None else _fps_interval(1 / BAR_REFRESH)))
     with bar:
         yield bar.tracker
 
@@ -96,17 +98,17 @@ class JsonStatusPrinter:
     ``interval``, the first only after ``interval`` has passed, none for the end (the
     summary follows)."""
 
-    def __init__(self, *, clock=SYSTEM_CLOCK, interval: float = JSON_INTERVAL, out=None) -> None:
-        self._clock = clock
+    def __init__(self, *, clock=None, interval: float = JSON_INTERVAL, out=None) -> None:
+        self._monotonic = clock.monotonic if clock is not None else time.monotonic
         self._interval = interval
-        self._last = clock.monotonic()
+        self._last = self._monotonic()
         self._lock = threading.Lock()
         self._out = out
 
     def __call__(self, status: Status) -> None:
         if status.finished:
             return
-        now = self._clock.monotonic()
+        now = self._monotonic()
         with self._lock:
             if now - self._last < self._interval:
                 return
@@ -153,37 +155,35 @@ class Bar:
 
 
 def render_status(st: Status):
-    """A rich renderable of ``st``: ``phase [bar] 42.0% files 10/24 1.0 MiB/3.2 MiB 2.0 MiB/s ETA 0:00:01``
-    and the current item below."""
+    """A rich renderable of ``st`` in three lines that fit any width: the phase, a bar and
+    the share done; ``files 10/24  1.0 MiB/3.2 MiB  2.0 MiB/s  ETA 0:00:01``; the current
+    item (cut to the width)."""
+    from rich.console import Group
     from rich.progress_bar import ProgressBar
     from rich.table import Table
     from rich.text import Text
 
     noun = ITEM_NOUNS.get(st.phase, "items")
     frac = st.fraction
-    grid = Table.grid(padding=(0, 1))
-    for _ in range(4):
-        grid.add_column(no_wrap=True)
-    bar = ProgressBar(total=None if frac is None else 1.0, completed=frac or 0.0, width=24)
-    items = f"{noun} {st.items_done}" + (f"/{st.items_total}" if st.items_total is not None else "")
-    size = human_size(st.bytes_done) + (f"/{human_size(st.bytes_total)}" if st.bytes_total is not None else "")
-    figures = [items]
+    top = Table.grid(padding=(0, 1), expand=True)
+    top.add_column(no_wrap=True)
+    top.add_column(ratio=1)  # the bar takes the width that is left
+    top.add_column(no_wrap=True, justify="right")
+    top.add_row(Text(st.phase, style="bold"), ProgressBar(total=None if frac is None else 1.0, completed=frac or 0.0),
+                Text("" if frac is None else f"{frac * 100:5.1f}%"))
+    figures = [f"{noun} {st.items_done}" + (f"/{st.items_total}" if st.items_total is not None else "")]
     if st.bytes_done or st.bytes_total:
+        size = human_size(st.bytes_done) + (f"/{human_size(st.bytes_total)}" if st.bytes_total is not None else "")
         figures += [size, f"{human_size(st.rate_bps)}/s"]
     else:
         figures.append(f"{st.items_per_s:.1f} {noun}/s")
-    figures.append(f"ETA {_clock_time(st.eta_s)}" if st.eta_s is not None else f"{_clock_time(st.elapsed_s)}")
+    figures.append(f"ETA {_clock_time(st.eta_s)}" if st.eta_s is not None else f"elapsed {_clock_time(st.elapsed_s)}")
     if st.errors:
         figures.append(f"{st.errors} error(s)")
-    grid.add_row(Text(st.phase, style="bold"), bar, Text("" if frac is None else f"{frac * 100:5.1f}%"),
-                 Text("  ".join(figures)))
-    if not st.current:
-        return grid
-    outer = Table.grid()
-    outer.add_column(no_wrap=True, overflow="ellipsis")
-    outer.add_row(grid)
-    outer.add_row(Text(st.current, style="dim", no_wrap=True, overflow="ellipsis"))
-    return outer
+    lines = [top, Text("  ".join(figures), no_wrap=True, overflow="ellipsis")]
+    if st.current:
+        lines.append(Text(st.current, style="dim", no_wrap=True, overflow="ellipsis"))
+    return Group(*lines)
 
 
 def _clock_time(seconds: float) -> str:
