@@ -23,6 +23,7 @@ from ebas.lifecycle.holding import add_hold, list_holds, release_hold, set_min_r
 from ebas.lifecycle.prune import PruneResult
 from ebas.lifecycle.prune import prune as _prune
 from ebas.lifecycle.retention import RetentionPolicy
+from ebas.progress import Progress
 from ebas.repo.config import DEFAULT_PACK_SIZE
 from ebas.repo.migrate import MigrateResult, migrate_config
 from ebas.repo.repository import Repository
@@ -66,26 +67,28 @@ def migrate_repository(repo: Repository) -> MigrateResult:
     return migrate_config(repo)
 
 
-def backup(repo: Repository, paths: list[str], **options) -> BackupResult:
-    """Back up ``paths``; keyword options are those of :class:`BackupOptions`."""
-    return Archiver(repo, BackupOptions(paths=list(paths), **options)).run()
+def backup(repo: Repository, paths: list[str], *, progress: Progress | None = None, **options) -> BackupResult:
+    """Back up ``paths``; keyword options are those of :class:`BackupOptions`; ``progress``
+    receives the phase ``"backup"`` (files and bytes, see :class:`ebas.backup.archiver.Archiver`)."""
+    return Archiver(repo, BackupOptions(paths=list(paths), **options), progress=progress).run()
 
 
 def restore(repo: Repository, snapshot: str, target: str, *, includes: list[str] | None = None,
             host: str | None = None, tags: list[str] | None = None, path: str | None = None,
             restore_owner: bool | None = None, staging: str | None = None,
-            skip_damaged: bool = False) -> RestoreResult:
+            skip_damaged: bool = False, progress: Progress | None = None) -> RestoreResult:
     """Restore ``snapshot`` ("latest" or an id prefix) into ``target``.
 
     From a tape repository the repository is first recalled, in tape order, into a
     staging directory under ``staging`` (default: beside ``target``); see
     :mod:`ebas.transfer.recall`. With ``skip_damaged`` damage does not stop the restore:
     files, directories and entries that cannot be restored are skipped and listed in
-    ``result.failed`` (``{"path", "reason"}``); everything else is restored."""
+    ``result.failed`` (``{"path", "reason"}``); everything else is restored. ``progress``
+    receives the phase ``"restore"`` (files and bytes)."""
     with staged(repo, staging, near=target) as (source, _):
         snap = source.find_snapshot(snapshot, host=host, tags=tags, path=path)
         return Restorer(source, snap, target, includes=includes, restore_owner=restore_owner,
-                        skip_damaged=skip_damaged).run()
+                        skip_damaged=skip_damaged, progress=progress).run()
 
 
 def ls(repo: Repository, snapshot: str, path: str = "/", *, recursive: bool = False):
@@ -104,10 +107,10 @@ def forget(repo: Repository, policy: RetentionPolicy | None = None, **options) -
     return _forget(repo, policy, **options)
 
 
-def prune(repo: Repository, **options) -> PruneResult:
+def prune(repo: Repository, *, progress: Progress | None = None, **options) -> PruneResult:
     """Delete unreferenced data and repack mostly-unused packs (see :func:`ebas.lifecycle.prune.prune`:
-    max_unused, grace, max_wait, dry_run, ...; durations in seconds)."""
-    return _prune(repo, **options)
+    max_unused, grace, max_wait, dry_run, ...; durations in seconds); ``progress`` receives its phases."""
+    return _prune(repo, progress=progress, **options)
 
 
 def repository_stats(repo: Repository, *, reclaimable: bool = False) -> dict:

@@ -14,10 +14,13 @@ the end). The CLI renders those statuses as a progress bar (rich) or JSON status
 from __future__ import annotations
 
 import threading
-from dataclasses import asdict, dataclass, field
+from collections import deque
+from dataclasses import asdict, dataclass
 from typing import Callable
 
 from ebas.runtime import SYSTEM_CLOCK
+
+MAX_ERRORS_KEPT = 1000  # a Tracker keeps this many error messages (and counts them all)
 
 
 class Progress:
@@ -30,7 +33,8 @@ class Progress:
         counters restart at zero. Totals are ``None`` when not known (yet)."""
 
     def add_total(self, *, items: int = 0, bytes: int = 0) -> None:  # noqa: A002 - the protocol's word
-        """Raise the current phase's totals (a scan found more to do)."""
+        """Raise the current phase's totals (a scan found more to do); a negative figure
+        lowers a total that was an estimate (a hard link restored without data)."""
 
     def advance(self, *, items: int = 0, bytes: int = 0, current: str | None = None) -> None:  # noqa: A002
         """``items`` and ``bytes`` more are done; ``current`` names what is being worked on."""
@@ -85,26 +89,33 @@ class Status:
         return d
 
 
-@dataclass
 class _Window:
-    """Samples of (time, bytes, items) over the last ``span`` seconds, for rates."""
+    """Samples of (time, bytes, items) over the last ``span`` seconds, for rates. A sample
+    is kept at most every ``span / 50`` seconds, so a job advancing a million times a
+    second costs a comparison per event, not a list that grows."""
 
-    span: float = 5.0
-    samples: list[tuple[float, int, int]] = field(default_factory=list)
+    def __init__(self, span: float = 5.0) -> None:
+        self.span = span
+        self.step = span / 50
+        self.samples: deque[tuple[float, int, int]] = deque()
 
     def add(self, t: float, b: int, i: int) -> None:
-        self.samples.append((t, b, i))
-        while len(self.samples) > 2 and t - self.samples[1][0] >= self.span:
-            self.samples.pop(0)
+        samples = self.samples
+        if samples and t - samples[-1][0] < self.step:
+            return
+        samples.append((t, b, i))
+        while len(samples) > 2 and t - samples[1][0] >= self.span:
+            samples.popleft()
 
-    def rates(self) -> tuple[float, float]:
-        if len(self.samples) < 2:
+    def rates(self, now: float, b: int, i: int) -> tuple[float, float]:
+        """Bytes and items per second from the oldest sample to (``now``, ``b``, ``i``)."""
+        if not self.samples:
             return 0.0, 0.0
-        (t0, b0, i0), (t1, b1, i1) = self.samples[0], self.samples[-1]
-        dt = t1 - t0
+        t0, b0, i0 = self.samples[0]
+        dt = now - t0
         if dt <= 0:
             return 0.0, 0.0
-        return (b1 - b0) / dt, (i1 - i0) / dt
+        return (b - b0) / dt, (i - i0) / dt
 
 
 class Tracker(Progress):
@@ -123,7 +134,8 @@ class Tracker(Progress):
         self._window_s = window_s
         self._t0 = clock.monotonic()
         self._reset("starting", None, None)
-        self.errors: list[str] = []
+        self.errors: list[str] = []  # the first MAX_ERRORS_KEPT messages
+        self._error_count = 0
         self._finished = False
         self._last_emit = float("-inf")
 
@@ -157,17 +169,24 @@ class Tracker(Progress):
                 self._bytes_total = (self._bytes_total or 0) + bytes
 
     def advance(self, *, items: int = 0, bytes: int = 0, current: str | None = None) -> None:  # noqa: A002
-        with self._lock:
+        now = self._clock.monotonic()
+        with self._lock:  # one lock and one clock read per event: jobs call this per file
             self._items_done += items
             self._bytes_done += bytes
             if current is not None:
                 self._current = current
-            self._window.add(self._clock.monotonic(), self._bytes_done, self._items_done)
-        self._emit()
+            self._window.add(now, self._bytes_done, self._items_done)
+            due = bool(self._listeners) and now - self._last_emit >= self._interval
+            if due:
+                self._last_emit = now
+        if due:
+            self._notify()
 
     def error(self, message: str) -> None:
         with self._lock:
-            self.errors.append(message)
+            self._error_count += 1
+            if len(self.errors) < MAX_ERRORS_KEPT:
+                self.errors.append(message)
         self._emit()
 
     def finish(self) -> None:
@@ -180,17 +199,15 @@ class Tracker(Progress):
         """The figures now."""
         with self._lock:
             now = self._clock.monotonic()
-            rate, irate = self._window.rates()
+            rate, irate = self._window.rates(now, self._bytes_done, self._items_done)
             elapsed = now - self._phase_t0
-            if rate <= 0 and elapsed > 0:
-                rate, irate = self._bytes_done / elapsed, self._items_done / elapsed
             eta = None
             if self._bytes_total is not None and rate > 0:
                 eta = max(0.0, (self._bytes_total - self._bytes_done) / rate)
             elif self._items_total is not None and irate > 0:
                 eta = max(0.0, (self._items_total - self._items_done) / irate)
             return Status(self._phase, self._items_done, self._items_total, self._bytes_done, self._bytes_total,
-                          round(elapsed, 6), rate, irate, eta, self._current, len(self.errors), self._finished)
+                          round(elapsed, 6), rate, irate, eta, self._current, self._error_count, self._finished)
 
     def _emit(self, force: bool = False) -> None:
         if not self._listeners:
@@ -200,6 +217,10 @@ class Tracker(Progress):
             if not force and now - self._last_emit < self._interval:
                 return
             self._last_emit = now
+        self._notify()
+
+    def _notify(self) -> None:
+        with self._lock:
             listeners = list(self._listeners)
         st = self.status()
         for listener in listeners:

@@ -224,7 +224,7 @@ def test_forget_then_prune_keeps_the_deep_snapshot_restorable(deep):
     snaps = sorted(repo.snapshots(refresh=True), key=lambda s: s.time_ns)
     assert len(snaps) == 2  # the first backup and the one after the change (previous test)
     api.forget(repo, snapshot_ids=[first.snapshot.id])
-    result = api.prune(repo, grace_ns=0)
+    result = api.prune(repo, grace=0)
     assert result.plan["trees"] >= DEPTH
     assert check_repository(repo, read_data=True).to_json()["ok"]
     target = base / "after-prune"

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from clihook import fast_kdf_pythonpath
+from progress_kit import summary
 
 EBAS = str(Path(sys.executable).with_name("ebas"))
 
@@ -32,7 +33,7 @@ class Cli:
         return p
 
     def json(self, *args, **kw):
-        return json.loads(self.run(*args, "--json", **kw).stdout)
+        return summary(self.run(*args, "--json", **kw).stdout)
 
 
 def iso(day: int) -> str:

@@ -6,6 +6,7 @@ import os
 
 import pytest
 from catalog_helpers import brute_force, canonical, fact_keys, hit_keys, open_for
+from progress_kit import Recorder
 
 from ebas.catalog import (
     CatalogCorrupt,
@@ -236,3 +237,20 @@ def test_sync_reads_a_level_of_trees_in_a_few_requests(tmp_path):
         assert len(cat.find(FindQuery("f.txt", limit=500)).hits) == 200
     gets = (counts.snapshot() - before).calls.get("get", 0)
     assert gets < 30, gets  # 200+ trees: a few ranged reads per level
+
+
+def test_sync_reports_one_item_per_snapshot_indexed(builder, tmp_path, wait):
+    _history(builder, wait, 3)
+    cat = open_for(builder, str(tmp_path / "progress.sqlite"))
+    rec = Recorder()
+    res = cat.sync(builder.repo, progress=rec.tracker)
+    st = rec.final("catalog sync")
+    assert rec.phases == ["catalog sync"] and len(res.added) == 3
+    assert st.items_done == st.items_total == len(res.added) and st.current
+    builder.write("src/late.txt", "late")
+    wait()
+    builder.backup(["src"], 9)
+    again = Recorder()
+    res = cat.sync(builder.repo, progress=again.tracker)
+    assert again.final("catalog sync").items_done == again.final("catalog sync").items_total == len(res.added) == 1
+    cat.close()

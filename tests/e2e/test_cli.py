@@ -23,12 +23,13 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from progress_kit import summary
 
 INJECT = str(Path(__file__).with_name("inject"))
 
 
 def js(res: subprocess.CompletedProcess):
-    return json.loads(res.stdout)
+    return summary(res.stdout)
 
 
 def rand(n: int, seed: int) -> bytes:
@@ -377,7 +378,7 @@ def test_two_concurrent_backups(cli, tmp_path, state, under):
     growth = pack_bytes(cli.repo) - before
     own = 2 * (6 << 20)
     assert own <= growth < own + (1 << 20)  # the shared 24 MiB were not stored again
-    ids = [json.loads(out)["snapshot_id"] for out, _ in outs]
+    ids = [summary(out)["snapshot_id"] for out, _ in outs]
     for sid, d in zip(ids, (x1, x2)):
         target = tmp_path / f"out-{sid[:8]}"
         cli.ok("restore", sid, "-t", str(target))

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+from progress_kit import summary
 
 from ebas import api
 from ebas.verify.check import check_repository
@@ -23,18 +24,23 @@ PASSWORD = "correct horse battery staple"
 KILLER = """
 import os, signal, sys
 from ebas import api
+from ebas.progress import Progress
 repo = api.open_repository(sys.argv[1], os.environ["EBAS_PASSWORD"])
 phase, at = sys.argv[2], int(sys.argv[3])
-def hook(p, done, total):
-    if p == phase and done == at:
-        os.kill(os.getpid(), signal.SIGKILL)
-api.prune(repo, grace=0, max_wait=0, max_unused=0.05, progress=hook)
+class Hook(Progress):  # SIGKILL once ``at`` items of ``phase`` are done
+    def start(self, p, **totals):
+        self.p, self.done = p, 0
+    def advance(self, *, items=0, **kw):
+        self.done += items
+        if items and self.p == phase and self.done >= at:
+            os.kill(os.getpid(), signal.SIGKILL)
+api.prune(repo, grace=0, max_wait=0, max_unused=0.05, progress=Hook())
 print("finished without reaching", phase)
 """
 
 
 def js(res: subprocess.CompletedProcess):
-    return json.loads(res.stdout)
+    return summary(res.stdout)
 
 
 def day_tree(src: Path, day: int) -> None:
@@ -203,8 +209,11 @@ def test_two_prunes_at_once_and_a_prune_waiting_for_a_backup(copy):
     (repo / "locks" / ("b" * 32)).unlink()  # the backup finishes
     out, err = first.communicate(timeout=60)
     assert first.returncode == 0, err.decode()
-    res = json.loads(out)
-    assert res["pending"] == [] and res["packs_deleted"] > 0
+    lines = [json.loads(line) for line in out.decode().splitlines()]  # it waited > 1 s: status lines first
+    assert [d["type"] for d in lines] == ["status"] * (len(lines) - 1) + ["summary"] and len(lines) >= 2
+    assert "wait" in {d["phase"] for d in lines[:-1]}
+    res = summary(out)
+    assert res == lines[-1] and res["pending"] == [] and res["packs_deleted"] > 0
     assert_clean(cli)
 
 

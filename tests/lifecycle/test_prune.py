@@ -8,13 +8,14 @@ import threading
 import time
 
 import pytest
+from progress_kit import PhaseHook, Recorder
 from prune_kit import DAY, T0, backup_day, generation, naive_recount, names, pack_bytes, quick_snapshot, read_all
 
 from ebas import api
 from ebas.backup.browse import list_path
 from ebas.errors import IndexDamaged, IntegrityError, LockError
 from ebas.lifecycle.prune import acquire_prune_lock
-from ebas.lifecycle.pruneplan import make_plan
+from ebas.lifecycle.pruneplan import list_packs, make_plan
 from ebas.lifecycle.reachability import collect_references, split_ids
 from ebas.lifecycle.retention import RetentionPolicy
 from ebas.repo import prunestate
@@ -243,7 +244,7 @@ def test_an_interrupted_prune_leaves_a_consistent_repository_and_a_rerun_finishe
             raise Crash(p)
 
     with pytest.raises(Crash):
-        api.prune(repo, grace=0, max_wait=0, max_unused=0.05, progress=crash)
+        api.prune(repo, grace=0, max_wait=0, max_unused=0.05, progress=PhaseHook(crash))
     report = check_repository(repos_fresh(repo))
     assert report.ok, [p.message for p in report.problems]
     for snap, state in zip(snaps[-2:], states[-2:]):
@@ -322,7 +323,7 @@ def test_prune_waits_for_running_backups_before_deleting(history, repos, tmp_pat
         if phase == "wait" and not t.is_alive() and not done:
             t.start()
 
-    res = api.prune(repo, grace=0, max_wait=30, poll=0.05, progress=step)
+    res = api.prune(repo, grace=0, max_wait=30, poll=0.05, progress=PhaseHook(step))
     t.join()
     assert res.pending == [] and res.records_finished == 1 and res.packs_resurrected == 1 and res.packs_deleted > 0
     fresh = repos_fresh(repo)
@@ -432,7 +433,7 @@ def test_unreadable_records_and_unreadable_new_snapshots(history):
             raise Crash(p)
 
     with pytest.raises(Crash):
-        api.prune(repo, grace=0, max_wait=0, progress=crash)
+        api.prune(repo, grace=0, max_wait=0, progress=PhaseHook(crash))
     (rec,) = prunestate.load_all(repo)[0]
     repo.store.put(prunestate.PREFIX + "00" * 16, b"garbage")
     assert prunestate.load_all(repo)[1] == [prunestate.PREFIX + "00" * 16]
@@ -557,3 +558,27 @@ def test_prune_marks_with_batched_tree_reads(repos, tmp_path):
     assert len(plan.refs.trees) > 300
     assert gets < 40, gets  # 300+ trees: a few ranged reads per level, not one request per tree
     assert plan.summary()["referenced_blobs"] == len(naive_recount(repo))
+
+
+# ------------------------------------------------------------------ progress
+def test_prune_reports_its_phases_and_their_figures(history):
+    repo, _, _, _ = history
+    api.forget(repo, RetentionPolicy(last=2))
+    packs_before = {p: i.size for p, i in list_packs(repo).items()}
+    rec = Recorder()
+    res = api.prune(repo, grace_ns=0, max_wait=0, max_unused=0.05, progress=rec.tracker)
+    assert res.packs_deleted > 0 and res.packs_repacked > 0
+    assert rec.phases == ["plan", "repack", "record", "index", "indexed", "delete", "segments"]
+    plan = rec.final("plan")
+    assert plan.items_done == res.plan["trees"] and plan.items_total is None  # trees marked
+    repack = rec.final("repack")
+    assert repack.items_done == repack.items_total == res.packs_repacked
+    delete = rec.final("delete")
+    assert delete.items_done == delete.items_total == res.packs_deleted
+    assert delete.bytes_done == delete.bytes_total == res.bytes_before - res.bytes_after + \
+        sum(i.size for p, i in list_packs(repo).items() if p not in packs_before)  # freed + the new packs
+    index = rec.final("index")
+    assert index.items_done == index.items_total >= 1
+    dry = Recorder()
+    api.prune(repos_fresh(repo), dry_run=True, progress=dry.tracker)
+    assert dry.phases == ["plan"]

@@ -10,6 +10,7 @@ import random
 
 import blake3
 import pytest
+from progress_kit import PhaseHook
 from prune_kit import DAY, T0, backup_day, names, quick_snapshot, read_all
 from test_objectlock import RetainingStore
 
@@ -93,7 +94,7 @@ def test_prune_refuses_an_unreadable_snapshot_and_deletes_nothing(unique, how, t
     good = damage(repo, snaps[1].id, how)
     for dry_run in (True, False):
         with pytest.raises(IntegrityError) as err:
-            api.prune(fresh(repo), grace_ns=0, max_wait=0, max_unused=0.0, dry_run=dry_run)
+            api.prune(fresh(repo), grace=0, max_wait=0, max_unused=0.0, dry_run=dry_run)
         assert err.value.exit_code == EXIT_INTEGRITY
         assert "snapshot object(s) cannot be read" in err.value.message and "nothing was deleted" in err.value.message
         assert "replica" in err.value.hint
@@ -102,7 +103,7 @@ def test_prune_refuses_an_unreadable_snapshot_and_deletes_nothing(unique, how, t
         assert everything(repo) == before and names(repo, prunestate.PREFIX) == set()
     heal(repo, snaps[1].id, good)
     assert restores(fresh(repo), snaps[1], states[1], tmp_path)
-    res = api.prune(fresh(repo), grace_ns=0, max_wait=0, max_unused=0.0)  # healed: prune does its work
+    res = api.prune(fresh(repo), grace=0, max_wait=0, max_unused=0.0)  # healed: prune does its work
     assert res.packs_deleted > 0
     for snap, state in zip(snaps[1:], states[1:]):
         assert restores(fresh(repo), snap, state, tmp_path)
@@ -112,7 +113,7 @@ def test_the_plan_itself_refuses(unique):
     repo, snaps, _ = unique
     damage(repo, snaps[2].id, "truncate")
     with pytest.raises(IntegrityError, match=snaps[2].id[:12]):
-        make_plan(fresh(repo), grace_ns=0)
+        make_plan(fresh(repo), grace=0)
 
 
 def test_object_lock_upkeep_fails_on_an_unreadable_snapshot_after_extending_the_readable_ones(repos):
@@ -159,12 +160,12 @@ def test_phase_two_keeps_condemned_packs_while_a_new_snapshot_is_unreadable(repo
             late.append(damage(repo, late[0].id, "flip-middle"))
 
     before = names(repo, "data/")
-    res = api.prune(repo, grace_ns=0, max_wait=0, max_unused=0.0, progress=during)
+    res = api.prune(repo, grace=0, max_wait=0, max_unused=0.0, progress=PhaseHook(during))
     assert res.packs_deleted == 0 and len(res.pending) == 1
     assert any("cannot be read" in p and late[0].id[:12] in p for p in res.problems)
     assert before <= names(repo, "data/")  # every pack is still there
     heal(repo, late[0].id, late[1])
-    res = api.prune(fresh(repo), grace_ns=0, max_wait=0, max_unused=0.0)
+    res = api.prune(fresh(repo), grace=0, max_wait=0, max_unused=0.0)
     assert res.records_finished >= 1 and res.packs_resurrected >= 1
     out = tmp_path / "late"
     api.restore(fresh(repo), late[0].id, str(out))

@@ -9,6 +9,7 @@ import time
 
 import blake3
 import pytest
+from progress_kit import Recorder
 
 from ebas.backup.archiver import Archiver, BackupOptions
 from ebas.crypto.ids import pack_id
@@ -58,10 +59,17 @@ def test_clean_repository_is_ok_at_both_depths(env):
     assert doc["ok"] is True and doc["errors"] == [] and doc["packs_read"] == len(packs)
 
 
-def test_progress_reports_every_phase(env):
-    seen = []
-    check_repository(env.repo, read_data=True, progress=lambda phase, done, total: seen.append(phase))
-    assert {"index", "packs", "read", "snapshots"} <= set(seen)
+def test_progress_reports_every_phase_and_its_totals_are_reached(env):
+    rec = Recorder()
+    report = check_repository(env.repo, read_data=True, progress=rec.tracker)
+    assert rec.phases == ["index", "packs", "read", "snapshots"]
+    for phase in rec.phases:
+        st = rec.final(phase)
+        assert st.items_done == st.items_total, phase
+    read = rec.final("read")
+    assert (read.items_done, read.bytes_done) == (report.packs_read, report.bytes_read) == (read.items_total, read.bytes_total)
+    assert rec.final("snapshots").items_done == report.snapshots
+    assert rec.final("index").items_done == report.index_segments
 
 
 def test_structure_check_of_10k_files_is_fast(tmp_path):

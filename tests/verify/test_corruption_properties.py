@@ -128,7 +128,7 @@ def test_prune_after_any_corruption_never_deletes_what_a_snapshot_needs(template
     repo = template.copy()
     name, good = corrupt(template, repo, choice)
     try:
-        prune(repo, grace_ns=0, max_wait=0, max_unused=0.0)
+        prune(repo, grace=0, max_wait=0, max_unused=0.0)
         refused = False
     except EbasError:
         refused = True
@@ -138,7 +138,7 @@ def test_prune_after_any_corruption_never_deletes_what_a_snapshot_needs(template
     repo.store.put(name, good)  # the damaged object comes back from a replica
     healed = Repository.open(repo.store, "pw")
     if any(True for _ in healed.store.list("prune/")):
-        prune(healed, grace_ns=0, max_wait=0, max_unused=0.0)  # finish what a refusal left pending
+        prune(healed, grace=0, max_wait=0, max_unused=0.0)  # finish what a refusal left pending
         healed = Repository.open(repo.store, "pw")
     for snap, state in zip(template.snaps, template.states):
         assert template.restore(healed, snap) == state, f"{snap.id[:12]} lost data after damage to {name}"
@@ -180,11 +180,11 @@ def test_a_pack_copied_under_another_name_never_costs_the_genuine_pack(template,
         stored = IndexSegment.from_packs({fake: entries}).encode(repo.aead)
         repo.store.put(segment_name(stored), stored)
     try:  # before any repair: it may refuse, but must not delete what only the genuine pack holds
-        prune(Repository.open(repo.store, "pw"), grace_ns=0, max_wait=0, max_unused=0.0)
+        prune(Repository.open(repo.store, "pw"), grace=0, max_wait=0, max_unused=0.0)
     except EbasError:
         pass
     rebuild_index(Repository.open(repo.store, "pw"))
-    prune(Repository.open(repo.store, "pw"), grace_ns=0, max_wait=0, max_unused=0.0)
+    prune(Repository.open(repo.store, "pw"), grace=0, max_wait=0, max_unused=0.0)
     fresh = Repository.open(repo.store, "pw")
     for snap, state in zip(template.snaps, template.states):
         assert template.restore(fresh, snap) == state, f"lost data after a copy of {genuine} was planted"

@@ -7,6 +7,7 @@ import os
 import random
 
 import pytest
+from progress_kit import PhaseHook
 
 from ebas.backup.archiver import Archiver, BackupOptions
 from ebas.backup.restorer import Restorer
@@ -293,6 +294,6 @@ def test_salvage_ignores_damaged_old_segments(env):
 
 def test_progress_is_reported_per_pack(env):
     seen = []
-    rebuild_index(env.repo, progress=lambda phase, done, total: seen.append((phase, done, total)))
+    rebuild_index(env.repo, progress=PhaseHook(lambda phase, done, total: seen.append((phase, done, total))))
     packs = len(env.names("data/"))
     assert seen == [("packs", i, packs) for i in range(packs + 1)]

@@ -126,7 +126,7 @@ def test_a_copy_under_another_pack_name_is_quarantined_and_the_genuine_pack_surv
     assert q.name == fake and f"a copy of pack {genuine}" in q.reason
     assert q.salvaged == 0 and q.damaged == 0 and q.duplicates > 0 and "nothing was lost" in q.hint
     assert fake not in env.names("data/") and genuine in env.names("data/")
-    res = prune(env.fresh(), grace_ns=0, max_wait=0, max_unused=0.0)
+    res = prune(env.fresh(), grace=0, max_wait=0, max_unused=0.0)
     assert genuine in env.names("data/") and res.pending == []
     report = check_repository(env.fresh(), read_data=True)
     assert report.ok and set(kinds(report)) == {"quarantined-object"}
@@ -142,7 +142,7 @@ def test_a_renamed_pack_whose_genuine_name_is_gone_loses_nothing(env):
     rep = rebuild_index(env.fresh())
     [q] = rep.quarantined
     assert q.salvaged > 0 and q.damaged == 0 and q.duplicates == 0 and "changed since" in q.reason
-    prune(env.fresh(), grace_ns=0, max_wait=0, max_unused=0.0)
+    prune(env.fresh(), grace=0, max_wait=0, max_unused=0.0)
     assert check_repository(env.fresh(), read_data=True).ok
     env.assert_restores(env.fresh())
 
@@ -161,11 +161,11 @@ def test_an_indexed_impostor_makes_prune_refuse_instead_of_deleting_the_genuine_
     before = {n: env.repo.store.stat(n).size for n in env.names("data/")}
     for dry_run in (True, False):
         with pytest.raises(IntegrityError, match="do not hash to their names") as err:
-            prune(env.fresh(), grace_ns=0, max_wait=0, max_unused=0.0, dry_run=dry_run)
+            prune(env.fresh(), grace=0, max_wait=0, max_unused=0.0, dry_run=dry_run)
         assert fake in err.value.message and "repair index" in err.value.hint
     assert {n: env.repo.store.stat(n).size for n in env.names("data/")} == before
     rebuild_index(env.fresh())
-    prune(env.fresh(), grace_ns=0, max_wait=0, max_unused=0.0)
+    prune(env.fresh(), grace=0, max_wait=0, max_unused=0.0)
     assert genuine in env.names("data/") and fake not in env.names("data/")
     assert check_repository(env.fresh(), read_data=True).ok
     env.assert_restores(env.fresh())
@@ -180,7 +180,7 @@ def test_a_backup_never_adopts_an_impostor(env):
     assert snap.stats["packs_adopted"] == 0
     fake_id = bytes.fromhex(fake.rsplit("/", 1)[1])
     assert not env.fresh().index.table.has_pack(fake_id)
-    prune(env.fresh(), grace_ns=0, max_wait=0, max_unused=0.0)  # the unindexed copy is garbage
+    prune(env.fresh(), grace=0, max_wait=0, max_unused=0.0)  # the unindexed copy is garbage
     assert genuine in env.names("data/") and fake not in env.names("data/")
     assert check_repository(env.fresh(), read_data=True).ok
     env.assert_restores(env.fresh())
@@ -216,7 +216,7 @@ def test_prune_does_not_adopt_an_unindexed_pack_that_does_not_hash_to_its_name(e
             rebuilt = IndexSegment.from_packs({p: [_entry(r, ids) for r, ids in _rows(e)] for p, e in keep.items()})
             stored = rebuilt.encode(env.repo.aead)
             env.repo.store.put(segment_name(stored), stored)
-    res = prune(env.fresh(), grace_ns=0, max_wait=0, max_unused=0.0)
+    res = prune(env.fresh(), grace=0, max_wait=0, max_unused=0.0)
     assert fake in env.names("data/") and any("does not hash to its name" in p for p in res.problems)
     assert res.plan["packs_suspect"] == 1
     rebuild_index(env.fresh())
@@ -253,7 +253,7 @@ def test_reported_case_copied_pack_repair_prune_check(env):
     genuine, _, _ = env.locate(data_blob(env))
     env.repo.store.put(impostor_name(env, genuine), env.repo.store.get(genuine))
     rebuild_index(env.fresh())
-    prune(env.fresh(), grace_ns=0, max_wait=0, max_unused=0.0)
+    prune(env.fresh(), grace=0, max_wait=0, max_unused=0.0)
     assert check_repository(env.fresh(), read_data=True).ok
     env.assert_restores(env.fresh())
 
@@ -266,7 +266,7 @@ def test_prune_keeps_an_unreadable_unindexed_pack_while_needed_blobs_are_nowhere
     env.flip(name, len(good) - 20)  # inside the sealed header
     for seg in env.names("index/"):
         env.repo.store.delete(seg)
-    res = prune(env.fresh(), grace_ns=0, max_wait=0, max_unused=0.0)
+    res = prune(env.fresh(), grace=0, max_wait=0, max_unused=0.0)
     assert name in env.names("data/") and res.plan["packs_suspect"] == 1
     assert any(name.rsplit("/", 1)[1][:16] in p and "unreadable header" in p for p in res.problems)
     env.repo.store.put(name, good)  # copied back from a replica
@@ -317,7 +317,7 @@ def test_a_repair_interrupted_before_removing_a_suspect_leaves_it_untrusted(env)
     snap = backup(env)
     assert snap.stats["packs_adopted"] == 0
     assert env.restore(snap, env.fresh()) == read_tree(env.src)
-    res = prune(env.fresh(), grace_ns=0, max_wait=0, max_unused=0.0)
+    res = prune(env.fresh(), grace=0, max_wait=0, max_unused=0.0)
     assert res.plan["packs_adopt"] == 0
     assert bad not in env.names("data/")  # unindexed and needed by nothing: garbage
     assert rebuild_index(env.fresh()).ok and check_repository(env.fresh(), read_data=True).ok
@@ -331,7 +331,7 @@ def test_an_indexed_damaged_copy_of_a_pack_being_repacked_never_costs_the_genuin
     from ebas.lifecycle.pruneplan import make_plan
 
     forget(env.fresh(), snapshot_ids=[env.snaps[0].id])
-    plan = make_plan(env.fresh(), grace_ns=0, max_unused=0.0)
+    plan = make_plan(env.fresh(), grace=0, max_unused=0.0)
     pid, rows = next((p, r) for p, r in sorted(plan.repack.items()) if len(r))
     genuine = pack_name(pid)
     fake = impostor_name(env, genuine)
@@ -342,10 +342,10 @@ def test_an_indexed_damaged_copy_of_a_pack_being_repacked_never_costs_the_genuin
     stored = seg.encode(env.repo.aead)
     env.repo.store.put(segment_name(stored), stored)
     with pytest.raises(IntegrityError, match="do not hash to their names"):
-        prune(env.fresh(), grace_ns=0, max_wait=0, max_unused=0.0)
+        prune(env.fresh(), grace=0, max_wait=0, max_unused=0.0)
     assert genuine in env.names("data/")
     rebuild_index(env.fresh())
-    prune(env.fresh(), grace_ns=0, max_wait=0, max_unused=0.0)
+    prune(env.fresh(), grace=0, max_wait=0, max_unused=0.0)
     assert check_repository(env.fresh(), read_data=True).ok
     assert env.restore(env.snaps[-1], env.fresh()) == read_tree(env.src)
 

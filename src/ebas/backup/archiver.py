@@ -24,12 +24,14 @@ from ebas.backup.excludes import ExcludeMatcher
 from ebas.backup.fileread import FileReader
 from ebas.backup.fsmeta import OwnerNames, node_from_stat, read_extras, show_path
 from ebas.errors import SourceError, UsageError
+from ebas.progress import NULL_PROGRESS, Progress
 from ebas.repo.pack import KIND_TREE
 from ebas.repo.snapshots import Snapshot
 from ebas.repo.tree import DIR, FILE, Node, encode_tree
 from ebas.repo.treeahead import TreeAhead
 
 MAX_ERRORS_KEPT = 1000
+PROGRESS_BATCH = 256  # unchanged files reported to the progress receiver together
 
 
 @dataclass
@@ -90,16 +92,24 @@ class BackupResult:
 
 
 class Archiver:
-    """Runs one backup. Use :meth:`run`; the instance is single-use."""
+    """Runs one backup. Use :meth:`run`; the instance is single-use.
 
-    def __init__(self, repo, options: BackupOptions, *, progress=None):
+    ``progress`` receives one phase, ``"backup"``, whose totals grow as the walk finds
+    files (items: regular files, bytes: their sizes); a file counts as done when it is
+    read, or at once when it is unchanged, so at the end items and bytes done and total
+    equal ``stats.files`` and ``stats.bytes_logical``."""
+
+    def __init__(self, repo, options: BackupOptions, *, progress: Progress | None = None):
         if not options.paths and not options.stdin_filename:
             raise UsageError("nothing to back up: give at least one path (or --stdin)")
         if options.level not in ("full", "differential", "incremental"):
             raise UsageError(f"unknown backup level {options.level!r}", hint="use full, differential or incremental")
         self.repo = repo
         self.opts = options
-        self.progress = progress
+        self.progress = progress or NULL_PROGRESS
+        self._seen = [0, 0]  # files and bytes found by the walk, not yet reported
+        self._unchanged = [0, 0]  # of those, done at once (unchanged or links): not yet reported
+        self._current: bytes | None = None
         self.host = options.host or socket.gethostname()
         self.owners = OwnerNames()
         self.excludes = ExcludeMatcher.from_files(options.excludes, options.exclude_files)
@@ -117,6 +127,7 @@ class Archiver:
         paths = self._source_paths()
         plan = plan_changes(self.repo, self.host, paths, self.opts.level)
         lock = self.repo.locks().acquire(f"backup {' '.join(paths)}")
+        self.progress.start("backup")
         try:
             with self.repo.session() as session:
                 session.adopt_unindexed_packs()
@@ -130,6 +141,7 @@ class Archiver:
                         root = self._stdin_root()
                     else:
                         root = self._root_tree(paths, plan)
+                    self._report()
                 self.stats.duration_s = round(time.perf_counter() - started, 3)
                 snap = self._snapshot(root, paths, plan, session)
                 session.commit(snap)
@@ -278,6 +290,9 @@ class Archiver:
         if node.type == FILE:
             self.stats.files += 1
             self.stats.bytes_logical += node.size
+            seen = self._seen
+            seen[0] += 1
+            seen[1] += node.size
             return self._file_node(node, path, old, dir_fd)
         self.stats.others += 1
         return node
@@ -350,6 +365,7 @@ class Archiver:
             os.close(dfd)
             self._error(f"cannot list {show_path(path)}: {exc.strerror}; directory skipped")
             return self._skip(pending)
+        self._current = path  # named by the next report of unchanged files
         return _Frame(path, dfd, (st.st_dev, st.st_ino), prev_tree, prev, names, pending)
 
     def _skip(self, pending: Node | None) -> bytes:
@@ -445,6 +461,7 @@ class Archiver:
     def _file_node(self, node: Node, path: bytes, old: Node | None, dir_fd: int | None = None):
         if node.link_group and node.link_group in self._links:
             first = self._links[node.link_group]
+            self._done_at_once(node.size)
             if isinstance(first, Node):
                 node.content, node.extents = first.content, first.extents
                 return node
@@ -453,18 +470,49 @@ class Archiver:
                 and (old.content or old.size == 0) and not old.error:
             node.content, node.extents = old.content, old.extents
             self.stats.files_unmodified += 1
+            self._done_at_once(node.size)
             result: Node | Future = node
         else:
             if old is None:
                 self.stats.files_new += 1
             else:
                 self.stats.files_changed += 1
-            result = self.pool.submit(self._read_file, node, path, dir_fd)
+            self._report()  # the totals include this file before a worker can report it done
+            result = self.pool.submit(self._read_file, node, path, dir_fd, node.size)
         if node.link_group:
             self._links[node.link_group] = result
         return result
 
-    def _read_file(self, node: Node, path: bytes, dir_fd: int | None = None) -> Node | None:
+    def _done_at_once(self, size: int) -> None:
+        """A file found by the walk needs no reading: done as soon as it is reported."""
+        unchanged = self._unchanged
+        unchanged[0] += 1
+        unchanged[1] += size
+        if unchanged[0] >= PROGRESS_BATCH:
+            self._report()
+
+    def _report(self) -> None:
+        """Pass the files found (and those already done) to the progress receiver; called
+        from the walking thread only, in batches, so unchanged files cost no lock each."""
+        seen, unchanged = self._seen, self._unchanged
+        if seen[0] or seen[1]:
+            self.progress.add_total(items=seen[0], bytes=seen[1])
+            seen[0] = seen[1] = 0
+        if unchanged[0]:
+            current = show_path(self._current) if self._current is not None else None
+            self.progress.advance(items=unchanged[0], bytes=unchanged[1], current=current)
+            unchanged[0] = unchanged[1] = 0
+
+    def _read_file(self, node: Node, path: bytes, dir_fd: int | None = None, report: int | None = None) -> Node | None:
+        """Read, chunk and store one file's data; with ``report`` (its size when the walk
+        found it, as counted in the totals), count it as done, also when it fails."""
+        try:
+            return self._read_file_data(node, path, dir_fd)
+        finally:
+            if report is not None:
+                self.progress.advance(items=1, bytes=report, current=show_path(path))
+
+    def _read_file_data(self, node: Node, path: bytes, dir_fd: int | None) -> Node | None:
         try:
             info = self.reader.read(node, path, dir_fd=dir_fd)
         except SourceError as exc:
@@ -489,6 +537,8 @@ class Archiver:
                     atime_ns=self.repo.clock.now_ns())
         stream = getattr(sys.stdin, "buffer", sys.stdin)
         info = self.reader.read_stream(node, stream.read)
+        self.progress.add_total(items=1, bytes=node.size)
+        self.progress.advance(items=1, bytes=node.size, current=self.opts.stdin_filename)
         self.stats.files = 1
         self.stats.files_new = 1
         self.stats.bytes_logical = node.size
@@ -501,8 +551,7 @@ class Archiver:
             self.stats.errors += 1
             if len(self.errors) < MAX_ERRORS_KEPT:
                 self.errors.append(msg)
-        if self.progress is not None:
-            self.progress.error(msg)
+        self.progress.error(msg)
 
     def _warn(self, msg: str) -> None:
         with self._stat_lock:

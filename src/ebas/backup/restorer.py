@@ -27,6 +27,7 @@ from ebas.backup.fsmeta import show_path
 from ebas.backup.fswrite import TargetDir, apply_metadata, check_component
 from ebas.backup.smallahead import SmallFilesAhead
 from ebas.errors import IntegrityError, RestoreError, UnsafePath
+from ebas.progress import NULL_PROGRESS, Progress
 from ebas.repo.locks import reader_lock
 from ebas.repo.tree import DIR, FILE, ID_LEN, SYMLINK, Node
 from ebas.repo.treeahead import TreeAhead
@@ -64,10 +65,16 @@ def split_path(path: str) -> list[bytes]:
 
 
 class Restorer:
-    """Writes a snapshot's tree under ``target``; single use."""
+    """Writes a snapshot's tree under ``target``; single use.
+
+    ``progress`` receives one phase, ``"restore"``: items are regular files (hard links
+    included), bytes their data. A whole, complete snapshot gives its totals up front
+    (from the snapshot's statistics); otherwise they grow as directories are read. At the
+    end, items and bytes done equal ``result.files`` and ``result.bytes``."""
 
     def __init__(self, repo, snapshot, target: str, *, includes: list[str] | None = None,
-                 restore_owner: bool | None = None, workers: int = 2, skip_damaged: bool = False):
+                 restore_owner: bool | None = None, workers: int = 2, skip_damaged: bool = False,
+                 progress: Progress | None = None):
         self.repo = repo
         self.snapshot = snapshot
         self.target = target
@@ -83,10 +90,18 @@ class Restorer:
         self._failed_links: set[str] = set()  # skip_damaged: hard-link groups whose first file failed
         self.trees = TreeAhead(repo)  # trees below a directory are read ahead, level by level
         self.small: SmallFilesAhead | None = None
+        self.progress = progress or NULL_PROGRESS
+        self._totals_known = False
 
     def run(self) -> RestoreResult:
         """Restore and return the counters; raises on unsafe trees or corrupt data."""
         root_id = bytes.fromhex(self.snapshot.tree)
+        stats = self.snapshot.stats
+        if not self.includes and not self.snapshot.partial and "files" in stats and "bytes_logical" in stats:
+            self._totals_known = True
+            self.progress.start("restore", items_total=int(stats["files"]), bytes_total=int(stats["bytes_logical"]))
+        else:
+            self.progress.start("restore")
         with reader_lock(self.repo.locks(), f"restore {self.snapshot.id[:8]}"), \
                 TargetDir.open_root(self.target, create=True) as root:
             self.root = root
@@ -202,6 +217,8 @@ class Restorer:
                 sub.close()
                 raise
         if node.type == FILE:
+            if not self._totals_known:
+                self.progress.add_total(items=1, bytes=node.size)
             if not _is_small(node):
                 top.pending.append(self._file(tdir, name, node, here))
                 return None
@@ -241,7 +258,10 @@ class Restorer:
                 self._fail(self._snap_path(tdir, name), "hard link to a file whose data cannot be read; not restored")
                 return None
             tdir.hardlink(self._links[group], name)
-            self.result.files += 1
+            with self._lock:
+                self.result.files += 1
+            self.progress.add_total(bytes=-node.size)  # the byte total counted the link's size: no data here
+            self.progress.advance(items=1, current=tdir.where(name))
             return None
         fut = self.pool.submit(self._write_file, tdir, name, node)
         if group:
@@ -261,9 +281,12 @@ class Restorer:
                 self._write_file(tdir, name, node)
             return
         for name, node in files:
-            self._write_file(tdir, name, node, [[next(datas) for _ in node.chunk_ids]])
+            self._write_file(tdir, name, node, [[next(datas) for _ in node.chunk_ids]], report=False)
+        self.progress.advance(items=len(files), bytes=sum(node.size for _, node in files),
+                              current=tdir.where(files[-1][0]))
 
-    def _write_file(self, tdir: TargetDir, name: bytes, node: Node, fetched: list | None = None) -> None:
+    def _write_file(self, tdir: TargetDir, name: bytes, node: Node, fetched: list | None = None,
+                    report: bool = True) -> None:
         fd = tdir.create_file(name)
         written = 0
         damaged: IntegrityError | None = None
@@ -304,6 +327,8 @@ class Restorer:
         with self._lock:
             self.result.files += 1
             self.result.bytes += node.size
+        if report:
+            self.progress.advance(items=1, bytes=node.size, current=tdir.where(name))
 
     def _fetch(self, ids: list[bytes]):
         """Plaintext batches of ``ids`` in order; large files are decoded in parallel on

@@ -19,6 +19,7 @@ from ebas.catalog.db.base import Backend
 from ebas.catalog.errors import CatalogCorrupt, CatalogMismatch
 from ebas.catalog.ingest import Ingestor, IngestStats, RepoTrees, SnapshotInfo, TreeSource
 from ebas.catalog.schema import OPEN, SCHEMA_VERSION
+from ebas.progress import NULL_PROGRESS, Progress
 from ebas.runtime import SYSTEM_CLOCK, SYSTEM_ENTROPY, Clock, Entropy
 
 DEFAULT_TIMEOUT = 30.0
@@ -185,8 +186,12 @@ class Catalog:
         stats.trees_read = trees.reads
         return stats
 
-    def sync(self, repo, progress: Callable[[str], None] | None = None) -> SyncResult:
-        """Index every snapshot of ``repo`` the catalog lacks; drop the ones it no longer has."""
+    def sync(self, repo, progress: Progress | None = None) -> SyncResult:
+        """Index every snapshot of ``repo`` the catalog lacks; drop the ones it no longer has.
+
+        ``progress`` receives the phase ``"catalog sync"``: items are the snapshots to
+        index (total known at the start), ``current`` the snapshot being indexed."""
+        progress = progress or NULL_PROGRESS
         started = time.perf_counter()
         res = SyncResult()
         listed = list_snapshot_ids(repo.store)
@@ -194,6 +199,7 @@ class Catalog:
         res.unreadable = list(repo.snapshot_problems)
         indexed = {s.snap_id: s for s in T.all_snapshots(self.db)}
         trees = RepoTrees(repo)
+        progress.start("catalog sync", items_total=sum(1 for s in snaps if s.id not in indexed))
         for s in sorted(snaps, key=lambda s: (s.host, sorted(s.paths), s.time_ns, s.id)):
             row = indexed.get(s.id)
             if row is not None:
@@ -201,14 +207,13 @@ class Catalog:
                     with self.db.write():
                         res.sites_added += int(self.ingestor.add_site(s.id, self.site))
                 continue
+            progress.advance(current=f"{s.id[:8]} ({s.host} {' '.join(s.paths)})")
             st = self.ingest(SnapshotInfo.from_snapshot(s), trees)
             res.skipped += [f"{s.id[:8]} {x}" for x in st.skipped]
             if st.added:
                 res.added.append(s.id)
                 res.rows_inserted += st.rows_inserted
-                if progress:
-                    progress(f"indexed {s.id[:8]} ({s.host} {' '.join(s.paths)}): {st.rows_inserted} new versions, "
-                             f"{st.trees_read} trees read")
+            progress.advance(items=1)
         for sid, row in indexed.items():
             if self.site in row.sites and sid not in listed:
                 _, removed = self.apply_tombstone(sid, self.site, self.clock.now_ns())

@@ -16,6 +16,7 @@ from ebas.catalog.db.base import Backend
 from ebas.catalog.errors import CatalogError
 from ebas.catalog.schema import content_digest
 from ebas.errors import UsageError
+from ebas.progress import Progress
 
 PG_SCHEMES = ("postgresql://", "postgres://")
 
@@ -74,7 +75,7 @@ def open_catalog(location: str | None = None, *, repo_id: str | None = None, sit
 
 
 def rebuild_catalog(location: str | None, repo, *, site: str | None = None,
-                    progress: Callable[[str], None] | None = None, **kwargs) -> tuple[Catalog, SyncResult]:
+                    progress: Progress | None = None, **kwargs) -> tuple[Catalog, SyncResult]:
     """Recreate a catalog from ``repo`` (works on a damaged catalog). Keeps the site id and
     tombstones when they can still be read."""
     from ebas.catalog.catalog import list_snapshot_ids

@@ -106,6 +106,7 @@ def backup_cmd(ctx, paths, level, full_every, full_on, tags, host, excludes, exc
                use_stdin, stdin_filename, time_iso):
     """Back up PATHS (or standard input) into the repository."""
     from ebas.backup.archiver import Archiver, BackupOptions
+    from ebas.cli.progressview import emit_summary, progress_view
 
     env = get_env(ctx)
     if use_stdin and paths:
@@ -124,7 +125,8 @@ def backup_cmd(ctx, paths, level, full_every, full_on, tags, host, excludes, exc
                          exclude_files=list(exclude_files),
                          one_file_system=one_file_system, stdin_filename=stdin_filename if use_stdin else "",
                          time_ns=time_ns)
-    result = Archiver(repo, opts).run()
+    with progress_view(env) as progress:
+        result = Archiver(repo, opts, progress=progress).run()
     from ebas.cli.cmd_catalog import index_new_snapshot
 
     index_new_snapshot(env, repo, result.snapshot)  # never fails the backup
@@ -137,7 +139,7 @@ def backup_cmd(ctx, paths, level, full_every, full_on, tags, host, excludes, exc
             f"{st['files_unmodified']} unmodified), dirs: {st['dirs']}\n"
             f"processed {human_size(st['bytes_logical'])}, read {human_size(st['bytes_read'])}, "
             f"added {human_size(st['bytes_stored_added'])} to the repository in {st['duration_s']:.2f}s")
-    env.emit(result.to_json(), text)
+    emit_summary(env, result.to_json(), text)
     if s.partial:
         ctx.exit(EXIT_PARTIAL)
 

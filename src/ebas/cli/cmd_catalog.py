@@ -261,13 +261,15 @@ def sync_cmd(ctx):
     """Index snapshots the catalog lacks; drop the ones the repository no longer has."""
     env = get_env(ctx)
     repo = env.open_repo()
-    with open_env_catalog(env, repo) as cat:
-        res = cat.sync(repo, progress=env.note)
+    from ebas.cli.progressview import emit_summary, progress_view
+
+    with open_env_catalog(env, repo) as cat, progress_view(env) as progress:
+        res = cat.sync(repo, progress=progress)
     for p in res.unreadable:
         env.note(f"warning: unreadable snapshot {p}")
     for p in res.skipped:
         env.note(f"warning: {p}")
-    env.emit(res.to_json(), f"indexed {len(res.added)} snapshot(s), removed {len(res.removed)}, "
+    emit_summary(env, res.to_json(), f"indexed {len(res.added)} snapshot(s), removed {len(res.removed)}, "
                             f"read {res.trees_read} trees, {res.rows_inserted} new file versions in {res.seconds:.2f}s")
 
 
@@ -280,11 +282,14 @@ def rebuild_cmd(ctx):
 
     env = get_env(ctx)
     repo = env.open_repo()
-    cat, res = rebuild_catalog(_location(env), repo, site=os.environ.get("EBAS_SITE") or None, progress=env.note)
+    from ebas.cli.progressview import emit_summary, progress_view
+
+    with progress_view(env) as progress:
+        cat, res = rebuild_catalog(_location(env), repo, site=os.environ.get("EBAS_SITE") or None, progress=progress)
     cat.close()
     for p in res.skipped:
         env.note(f"warning: {p}")
-    env.emit(res.to_json(), f"rebuilt the catalog: {len(res.added)} snapshot(s), {res.rows_inserted} file versions "
+    emit_summary(env, res.to_json(), f"rebuilt the catalog: {len(res.added)} snapshot(s), {res.rows_inserted} file versions "
                             f"in {res.seconds:.2f}s")
 
 

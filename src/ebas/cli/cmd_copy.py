@@ -46,6 +46,7 @@ def export_cmd(ctx, snapshot, to_url, to_password_file, new_key):
     import os
 
     from ebas.cli.cmd_backup import _kdf_params
+    from ebas.cli.progressview import emit_summary, progress_view
     from ebas.storage.redact import redact_url
     from ebas.storage.registry import open_store
     from ebas.transfer.export import export_snapshot
@@ -58,9 +59,10 @@ def export_cmd(ctx, snapshot, to_url, to_password_file, new_key):
         password = os.environb.get(b"EBAS_TO_PASSWORD") or env.password()
     if not password:
         raise UsageError("refusing an empty password for the new repository")
-    res = export_snapshot(repo, snapshot, open_store(to_url), password, new_key=new_key,
-                          kdf=_kdf_params("argon2id"))
-    env.emit(res.to_json(), f"exported snapshot {res.source.id[:8]} to {redact_url(to_url)} as {res.snapshot.id[:8]}: "
+    with progress_view(env) as progress:
+        res = export_snapshot(repo, snapshot, open_store(to_url), password, new_key=new_key,
+                              kdf=_kdf_params("argon2id"), progress=progress)
+    emit_summary(env, res.to_json(), f"exported snapshot {res.source.id[:8]} to {redact_url(to_url)} as {res.snapshot.id[:8]}: "
                             f"{res.blobs_copied} blobs ({human_size(res.bytes_copied)}) copied, "
                             f"{res.blobs_present} already there"
                             + ("; re-encrypted under a new key" if res.new_key else "; same master key"))

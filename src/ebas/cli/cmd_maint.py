@@ -15,15 +15,17 @@ from ebas.errors import EXIT_INTEGRITY
 @click.pass_context
 def check_cmd(ctx, read_data):
     """Verify the repository's structure (and with --read-data, all data)."""
+    from ebas.cli.progressview import emit_summary, progress_view
     from ebas.verify.check import check_repository
 
     env = get_env(ctx)
     repo = env.open_repo()
-    report = check_repository(repo, read_data=read_data)
+    with progress_view(env) as progress:
+        report = check_repository(repo, read_data=read_data, progress=progress)
     lines = [f"{p.kind}: {printable(p.message)}" + (f"\n  hint: {printable(p.hint)}" if p.hint else "")
              for p in report.problems]
     lines.append("no errors were found" if report.ok else f"{len(report.errors)} error(s) found")
-    env.emit(report.to_json(), "\n".join(lines))
+    emit_summary(env, report.to_json(), "\n".join(lines))
     if not report.ok:
         ctx.exit(EXIT_INTEGRITY)
 

@@ -6,6 +6,7 @@ import click
 
 from ebas.cli.app import get_env, json_option
 from ebas.cli.cmd_retention import prune_options, run_prune
+from ebas.cli.progressview import emit_summary
 
 
 @click.command("prune")
@@ -24,7 +25,7 @@ def prune_cmd(ctx, dry_run, max_unused, grace, max_wait, lock_wait):
     repo = env.open_repo()
     res, text = run_prune(env, repo, max_unused=max_unused, grace=grace, max_wait=max_wait, lock_wait=lock_wait,
                           dry_run=dry_run)
-    env.emit(res.to_json(), text)
+    emit_summary(env, res.to_json(), text)
 
 
 def register(cli: click.Group) -> None:

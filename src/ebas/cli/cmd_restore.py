@@ -48,6 +48,7 @@ def restore_cmd(ctx, snapshot, target, includes, no_owner, staging, skip_damaged
     (path and reason), everything else is restored, and the exit code is 3 (partial).
     """
     from ebas.backup.restorer import Restorer
+    from ebas.cli.progressview import emit_summary, progress_view
     from ebas.transfer.recall import needs_recall, staged
 
     env = get_env(ctx)
@@ -56,8 +57,10 @@ def restore_cmd(ctx, snapshot, target, includes, no_owner, staging, skip_damaged
         env.note(f"recalling the repository from {repo.store.url} (each cartridge once, in order)...")
     with staged(repo, staging, near=target) as (source, recalled):
         snap = find(source, snapshot, filter_host, filter_tags, filter_path)
-        result = Restorer(source, snap, target, includes=list(includes),
-                          restore_owner=False if no_owner else None, skip_damaged=skip_damaged).run()
+        with progress_view(env) as progress:
+            result = Restorer(source, snap, target, includes=list(includes),
+                              restore_owner=False if no_owner else None, skip_damaged=skip_damaged,
+                              progress=progress).run()
     for w in result.warnings:
         env.note(f"warning: {w}")
     for f in result.failed:  # errors: shown even with --quiet
@@ -66,7 +69,7 @@ def restore_cmd(ctx, snapshot, target, includes, no_owner, staging, skip_damaged
     out["snapshot_id"] = snap.id
     if recalled is not None:
         out["recalled"] = recalled.to_json()
-    env.emit(out, f"restored snapshot {snap.id[:8]} to {target}: {result.files} files, {result.dirs} dirs, "
+    emit_summary(env, out, f"restored snapshot {snap.id[:8]} to {target}: {result.files} files, {result.dirs} dirs, "
                   f"{human_size(result.bytes)}"
                   + (f"; {len(result.failed)} damaged item(s) NOT restored (listed above)" if result.failed else ""))
     if result.failed:

@@ -55,12 +55,15 @@ def prune_options(f):
 
 
 def run_prune(env, repo, *, max_unused: str, grace: str, max_wait: str, lock_wait: str, dry_run: bool = False):
-    """Prune with CLI option strings; returns ``(result, text)``."""
+    """Prune with CLI option strings (progress shown as the invocation asks); returns ``(result, text)``."""
+    from ebas.cli.progressview import progress_view
     from ebas.lifecycle.prune import prune
     from ebas.units import parse_duration
 
-    res = prune(repo, max_unused=_max_unused(max_unused), grace=parse_duration(grace),
-                max_wait=parse_duration(max_wait), lock_wait=parse_duration(lock_wait), dry_run=dry_run)
+    with progress_view(env) as progress:
+        res = prune(repo, max_unused=_max_unused(max_unused), grace=parse_duration(grace),
+                    max_wait=parse_duration(max_wait), lock_wait=parse_duration(lock_wait), dry_run=dry_run,
+                    progress=progress)
     p = res.plan
     lines = [f"marked {p.get('snapshots', 0)} snapshot(s): {p.get('trees', 0)} trees, "
              f"{p.get('referenced_blobs', 0)} referenced blobs ({human_size(p.get('live_bytes', 0))} live, "
@@ -151,7 +154,9 @@ def forget_cmd(ctx, snapshots, keep_last, keep_hourly, keep_daily, keep_weekly, 
         pres, text = run_prune(env, repo, max_unused=max_unused, grace=grace, max_wait=max_wait, lock_wait=lock_wait)
         out["prune"] = pres.to_json()
         blocks.append(text)
-    env.emit(out, "\n\n".join(blocks))
+    from ebas.cli.progressview import emit_summary
+
+    emit_summary(env, out, "\n\n".join(blocks))
 
 
 @click.group("hold")

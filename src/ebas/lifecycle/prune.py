@@ -33,7 +33,6 @@ import os
 import socket
 import time
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
@@ -52,13 +51,13 @@ from ebas.lifecycle.pruneplan import (
     make_plan,
 )
 from ebas.lifecycle.reachability import collect_references, split_ids
+from ebas.progress import NULL_PROGRESS, Progress
 from ebas.repo import prunestate
 from ebas.repo.index import ENTRY_DTYPE, IndexSegment, check_segment_name, segment_name
 from ebas.repo.pack import pack_name
 
 MAX_SEGMENT_ENTRIES = 100_000
 SMALL_SEGMENT = MAX_SEGMENT_ENTRIES // 4
-Progress = Callable[[str, int, int], None]
 
 
 @dataclass
@@ -96,7 +95,13 @@ def prune(repo, *, max_unused: float = 0.10, grace: float = 3600.0, max_wait: fl
           poll: float = 2.0, dry_run: bool = False, lock_wait: float = 0.0,
           progress: Progress | None = None) -> PruneResult:
     """Prune ``repo`` (see the module docstring); ``max_unused`` is a fraction (0.10 = 10%);
-    ``grace``, ``max_wait`` and ``lock_wait`` are seconds (see :func:`ebas.units.parse_duration`)."""
+    ``grace``, ``max_wait`` and ``lock_wait`` are seconds (see :func:`ebas.units.parse_duration`).
+
+    ``progress`` receives the phases in order: ``plan`` (items: trees marked), ``repack``
+    (packs and their bytes), ``record``, ``index`` (segments written), ``indexed``,
+    ``wait`` (backups that were running; only when some are), ``delete`` (packs and their
+    bytes) and ``segments``; an earlier prune's records are finished first (``wait``,
+    ``delete``, ``segments``)."""
     if not 0 <= max_unused <= 1:
         raise UsageError("--max-unused must be between 0% and 100%")
     refused = repo.store.capabilities.extra.get("delete_refused")
@@ -105,7 +110,7 @@ def prune(repo, *, max_unused: float = 0.10, grace: float = 3600.0, max_wait: fl
                                hint="export the snapshots to keep to new cartridges ('ebas export SNAPSHOT "
                                     "--to tape://...'), then retire the old ones")
     started = time.perf_counter()
-    step = progress or (lambda phase, done, total: None)
+    step = progress or NULL_PROGRESS
     res = PruneResult(dry_run=dry_run)
     lock = acquire_prune_lock(repo, lock_wait) if not dry_run else None
     try:
@@ -117,14 +122,13 @@ def prune(repo, *, max_unused: float = 0.10, grace: float = 3600.0, max_wait: fl
                 prunestate.remove(repo, name)
             for rec in records:
                 _finish(repo, rec, lock, res, max_wait=max_wait, poll=poll, step=step)
-        step("plan", 0, 1)
+        step.start("plan")  # items: trees marked
         plan = make_plan(repo, max_unused=max_unused, grace=grace, progress=step)
         res.plan = plan.summary()
         res.problems.extend(plan.suspect.values())
         if dry_run:
             res.pending = [{"record": r.name, "packs": len(r.packs)} for r in records]
             return res
-        step("plan", 1, 1)
         _repack(repo, plan, res, step)
         condemned = plan.delete | set(plan.repack)
         res.packs_repacked = len(plan.repack)
@@ -132,14 +136,16 @@ def prune(repo, *, max_unused: float = 0.10, grace: float = 3600.0, max_wait: fl
             rec = prunestate.PendingDeletion(created_ns=repo.clock.now_ns(), host=socket.gethostname(),
                                              pid=os.getpid(), packs=sorted(p.hex() for p in condemned),
                                              snapshots=plan.snapshots)
+            step.start("record", items_total=1)
             prunestate.save(repo, rec)
-            step("record", 1, 1)
+            step.advance(items=1)
             rec.compacted, rec.segments = _compact(repo, condemned | plan.drop, plan.adopt, res, step)
             res.packs_adopted = len(plan.adopt)
             rec.phase = "indexed"
             rec.waiting_for = _live_locks(repo, lock)
+            step.start("indexed", items_total=1)
             prunestate.save(repo, rec)
-            step("indexed", 1, 1)
+            step.advance(items=1)
             _finish(repo, rec, lock, res, max_wait=max_wait, poll=poll, step=step, known_trees=plan.refs.trees)
         res.bytes_after = sum(p.size for p in list_packs(repo).values())
     finally:
@@ -147,7 +153,6 @@ def prune(repo, *, max_unused: float = 0.10, grace: float = 3600.0, max_wait: fl
             lock.release()
         repo.invalidate_index()
     res.duration_s = round(time.perf_counter() - started, 3)
-    step("done", 1, 1)
     return res
 
 
@@ -181,9 +186,11 @@ def _repack(repo, plan: PrunePlan, res: PruneResult, step: Progress) -> None:
     if not plan.repack:
         return
     items = sorted(plan.repack.items())
+    sizes = {p: plan.store_packs[p].size if p in plan.store_packs else 0 for p, _ in items}
+    step.start("repack", items_total=len(items), bytes_total=sum(sizes.values()))  # bytes: packs read
     with repo.session(checkpoint_packs=32) as session:
-        for n, (pid, rows) in enumerate(items):
-            step("repack", n, len(items))
+        for pid, rows in items:
+            step.advance(current=pack_name(pid))
             try:
                 data = memoryview(repo.store.get(pack_name(pid)))
                 rows = rows[np.argsort(rows["offset"], kind="stable")]
@@ -199,14 +206,15 @@ def _repack(repo, plan: PrunePlan, res: PruneResult, step: Progress) -> None:
                 res.problems.append(f"pack {pid.hex()[:16]} not repacked (kept): {getattr(exc, 'message', exc)}; "
                                     "run 'ebas check --read-data'")
                 del plan.repack[pid]
+                step.advance(items=1, bytes=sizes[pid])
                 continue
             for b in blobs:
                 if session.put_stored(*b):
                     res.blobs_copied += 1
                     res.bytes_copied += len(b[3])
+            step.advance(items=1, bytes=sizes[pid])
         session.flush()
         res.segments_written += session.stats.index_segments
-    step("repack", len(items), len(items))
 
 
 # ------------------------------------------------------------------ compaction
@@ -265,6 +273,7 @@ def _write_segments(repo, packs: list[bytes], rows: np.ndarray, supersedes: list
             count += end - s
     chunks.append(cur)
     names = []
+    step.start("index", items_total=len(chunks))
     for n, chunk in enumerate(chunks):
         seg_packs, parts = [], []
         for s, end in chunk:
@@ -279,7 +288,7 @@ def _write_segments(repo, packs: list[bytes], rows: np.ndarray, supersedes: list
         repo.store.put(name, stored)
         check_segment_name(name, repo.store.get(name))
         names.append(name)
-        step("index", n + 1, len(chunks))
+        step.advance(items=1, current=name)
     return names
 
 
@@ -290,9 +299,13 @@ def _finish(repo, rec: prunestate.PendingDeletion, lock, res: PruneResult, *, ma
     mgr = repo.locks(heartbeat=None)
     waiting = rec.waiting_for if rec.waiting_for is not None else _live_locks(repo, lock)
     deadline = repo.clock.monotonic() + max_wait
+    waited = None  # backups seen finished while waiting (None: not waiting yet)
     while True:
         live = {o.id: o for o in mgr.list() if not mgr.is_stale(o)}
         left = [live[i] for i in waiting if i in live and i != lock.id]
+        if waited is not None and len(waiting) - len(left) > waited:
+            step.advance(items=len(waiting) - len(left) - waited)
+            waited = len(waiting) - len(left)
         if not left:
             break
         if repo.clock.monotonic() >= deadline:
@@ -300,7 +313,10 @@ def _finish(repo, rec: prunestate.PendingDeletion, lock, res: PruneResult, *, ma
             res.pending.append({"record": rec.name, "packs": len(rec.packs),
                                 "waiting_for": [o.describe(now) for o in left]})
             return
-        step("wait", len(left), len(waiting))
+        if waited is None:  # items: the backups running at the start that have finished
+            waited = len(waiting) - len(left)
+            step.start("wait", items_total=len(waiting))
+            step.advance(items=waited)
         repo.clock.sleep(min(poll, max(0.0, deadline - repo.clock.monotonic())))
     seen = set(rec.snapshots)
     new = [s for s in repo.snapshots(refresh=True) if s.id not in seen]  # before the index: see make_plan
@@ -322,8 +338,8 @@ def _finish(repo, rec: prunestate.PendingDeletion, lock, res: PruneResult, *, ma
         return
     doomed = sorted(cands - set(keep))
     refused: list[bytes] = []
-    for n, pid in enumerate(doomed):
-        step("delete", n, len(doomed))
+    step.start("delete", items_total=len(doomed), bytes_total=sum(present[p].size for p in doomed))
+    for pid in doomed:
         try:
             repo.store.delete(pack_name(pid))
             res.packs_deleted += 1
@@ -331,7 +347,7 @@ def _finish(repo, rec: prunestate.PendingDeletion, lock, res: PruneResult, *, ma
             res.packs_deleted += 1
         except PermissionDenied:  # write-once retention (S3 Object Lock) not expired yet
             refused.append(pid)
-    step("delete", len(doomed), len(doomed))
+        step.advance(items=1, bytes=present[pid].size, current=pack_name(pid))
     if rec.compacted and repo.store.exists(rec.compacted):
         for name in rec.segments:
             if name == rec.compacted:
@@ -341,7 +357,8 @@ def _finish(repo, rec: prunestate.PendingDeletion, lock, res: PruneResult, *, ma
                 res.segments_removed += 1
             except (ObjectNotFound, PermissionDenied):
                 pass
-    step("segments", 1, 1)
+    step.start("segments", items_total=1)
+    step.advance(items=1)
     if refused:
         res.problems.append(f"the store refused to delete {len(refused)} pack(s) (write-once retention?); "
                             "they stay condemned and the next prune tries again")

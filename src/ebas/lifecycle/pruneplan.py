@@ -44,6 +44,7 @@ from ebas.crypto.ids import pack_id as hash_pack
 from ebas.errors import EbasError, IndexDamaged, IntegrityError, InvalidRange, ObjectNotFound
 from ebas.lifecycle.reachability import KeySet, References, collect_references, split_ids
 from ebas.lifecycle.readable import all_snapshots
+from ebas.progress import Progress
 from ebas.repo.dedup import DedupTable
 from ebas.repo.index import ENTRY_DTYPE, IndexSegment, check_segment_name
 from ebas.repo.pack import QUARANTINE, PackEntry, pack_id_from_name, pack_name, read_pack_header
@@ -52,7 +53,6 @@ from ebas.repo.treeahead import TreeAhead
 
 DAMAGE = (IntegrityError, ObjectNotFound, InvalidRange)
 HEADER_BYTES_PER_BLOB = 46
-Progress = Callable[[str, int, int], None]
 
 
 @dataclass

@@ -24,6 +24,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from ebas.errors import IntegrityError
+from ebas.progress import Progress
 
 ID_LEN = 32
 _FLUSH_REFS = 4_000_000  # merge the pending references into the sorted set this often
@@ -147,12 +148,13 @@ def tree_children(plain: bytes) -> tuple[list[bytes], bytes]:
 
 def collect_references(read_blob: Callable[[bytes], bytes], roots: Iterable[bytes], *,
                        known_trees: set[bytes] | None = None,
-                       progress: Callable[[str, int, int], None] | None = None) -> References:
+                       progress: Progress | None = None) -> References:
     """Walk every tree reachable from ``roots`` (one root per snapshot) once.
 
     ``read_blob(tree_id)`` returns a verified plaintext or raises. Trees in
     ``known_trees`` are counted as referenced but not read again (their subtrees were
-    accounted for by an earlier walk; used by prune's second phase).
+    accounted for by an earlier walk; used by prune's second phase). ``progress`` is
+    advanced by the trees read (in batches of 1000), in the caller's phase.
     """
     roots = list(roots)
     known = known_trees or set()
@@ -179,10 +181,12 @@ def collect_references(read_blob: Callable[[bytes], bytes], roots: Iterable[byte
         stack.extend(s for s in subs if s not in seen)
         done += 1
         if progress is not None and done % 1000 == 0:
-            progress("mark", done, 0)
+            progress.advance(items=1000)
         if len(pending) >= _FLUSH_REFS * ID_LEN:
             acc = acc.merge(*split_ids(pending))
             pending = bytearray()
     if pending:
         acc = acc.merge(*split_ids(pending))
+    if progress is not None and done % 1000:
+        progress.advance(items=done % 1000)
     return References(acc, seen, unreadable, roots=len(roots))

@@ -18,9 +18,9 @@ snapshot reads the new packs front to back.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
 
 from ebas.errors import IntegrityError
+from ebas.progress import NULL_PROGRESS, Progress
 from ebas.repo.blobcopy import read_verified, restore_order
 from ebas.repo.pack import KIND_DATA
 from ebas.repo.snapshots import Snapshot
@@ -44,7 +44,7 @@ class SynthResult:
 
 
 def synthesize(repo, ref: str, *, consolidate: bool = False, tags: list[str] | None = None,
-               progress: Callable[[str, int, int], None] | None = None) -> SynthResult:
+               progress: Progress | None = None) -> SynthResult:
     """Make a synthetic full of snapshot ``ref`` (an id prefix or ``latest``)."""
     src = repo.find_snapshot(ref)
     lock = repo.locks().acquire(f"synthesize {src.id[:8]}")
@@ -54,13 +54,16 @@ def synthesize(repo, ref: str, *, consolidate: bool = False, tags: list[str] | N
             res = SynthResult(src, src)
             root = bytes.fromhex(src.tree)
             if consolidate:
-                for n, (bid, kind) in enumerate(restore_order(repo, root)):
+                step = progress or NULL_PROGRESS
+                step.start("copy")  # items: blobs, bytes: stored bytes copied
+                for bid, kind in restore_order(repo, root):
                     b = read_verified(repo, bid, kind)
                     if session.put_stored(b.blob_id, b.kind, b.codec, b.stored, b.raw_length):
                         res.blobs_copied += 1
                         res.bytes_copied += len(b.stored)
-                    if progress is not None and n % 1000 == 0:
-                        progress("copy", n, 0)
+                        step.advance(items=1, bytes=len(b.stored))
+                    else:
+                        step.advance(items=1)
             else:
                 _require_complete(repo, root)
             stats = {k: src.stats[k] for k in ("files", "dirs", "others", "bytes_logical") if k in src.stats}

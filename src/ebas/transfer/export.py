@@ -22,6 +22,7 @@ import socket
 from dataclasses import dataclass
 
 from ebas.errors import RepositoryExists, UsageError
+from ebas.progress import NULL_PROGRESS, Progress
 from ebas.repo import keys as keyfiles
 from ebas.repo.blobcopy import read_verified, restore_order
 from ebas.repo.config import CONFIG_NAME, RepoConfig
@@ -80,8 +81,14 @@ def open_or_create(repo, dest_store, password, *, new_key: bool, kdf=None) -> Re
     return Repository(dest_store, RepoConfig.decode(sealed), master, key_id, clock=repo.clock, entropy=repo.entropy)
 
 
-def export_snapshot(repo, ref: str, dest_store, password, *, new_key: bool = False, kdf=None) -> ExportResult:
-    """Copy snapshot ``ref`` of ``repo`` into the repository at ``dest_store``."""
+def export_snapshot(repo, ref: str, dest_store, password, *, new_key: bool = False, kdf=None,
+                    progress: Progress | None = None) -> ExportResult:
+    """Copy snapshot ``ref`` of ``repo`` into the repository at ``dest_store``.
+
+    ``progress`` receives the phase ``"export"``: items are the snapshot's blobs (each
+    once, copied or already there), bytes the stored bytes copied; totals are not known
+    ahead (the blobs are found as the trees are read)."""
+    progress = progress or NULL_PROGRESS
     if dest_store.url == repo.store.url:
         raise UsageError("cannot export a repository into itself")
     src = repo.find_snapshot(ref)
@@ -96,14 +103,25 @@ def export_snapshot(repo, ref: str, dest_store, password, *, new_key: bool = Fal
         res = ExportResult(dest_store.url, dest.config.repo_id, src, src, new_key=reseal is not None)
         with dest.session() as session:
             session.adopt_unindexed_packs()  # resume: packs of an interrupted export count
+            progress.start("export")
+            present = 0  # blobs already there, reported in batches
             for bid, kind in restore_order(repo, bytes.fromhex(src.tree)):
                 if bid in session.table:
                     res.blobs_present += 1
+                    present += 1
+                    if present >= 1000:
+                        progress.advance(items=present)
+                        present = 0
                     continue
                 b = read_verified(repo, bid, kind, reseal)
-                if session.put_stored(b.blob_id, b.kind, b.codec, b.stored, b.raw_length):
+                copied = session.put_stored(b.blob_id, b.kind, b.codec, b.stored, b.raw_length)
+                if copied:
                     res.blobs_copied += 1
                     res.bytes_copied += len(b.stored)
+                progress.advance(items=1 + present, bytes=len(b.stored) if copied else 0)
+                present = 0
+            if present:
+                progress.advance(items=present)
             stats = dict(src.stats)
             stats.update(exported_from=src.id, source_repository=repo.config.repo_id, bytes_read=0,
                          bytes_stored_added=res.bytes_copied, blobs_new=res.blobs_copied)

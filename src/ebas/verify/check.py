@@ -23,12 +23,12 @@ one set of issue keys per distinct tree.
 from __future__ import annotations
 
 import time
-from typing import Callable
 
 import numpy as np
 
 from ebas.crypto.aead import OVERHEAD
 from ebas.errors import EbasError, IntegrityError, InvalidRange, ObjectNotFound
+from ebas.progress import NULL_PROGRESS, Progress
 from ebas.repo import holds, prunestate
 from ebas.repo.dedup import DedupTable
 from ebas.repo.index import IndexSegment, check_segment_name
@@ -55,8 +55,6 @@ from ebas.verify.problems import (
 
 __all__ = ["CheckReport", "Problem", "WARNING_KINDS", "check_repository"]
 
-Progress = Callable[[str, int, int], None]
-"""``progress(phase, done, total)``; phases: ``index``, ``packs``, ``read``, ``snapshots``."""
 DAMAGE = (IntegrityError, ObjectNotFound, InvalidRange)
 
 AHEAD_BYTES = 64 << 20  # stored tree bytes read ahead of the walk
@@ -67,9 +65,12 @@ def check_repository(repo, *, read_data: bool = False, progress: Progress | None
 
     Never raises for damage it can attribute: every finding is a :class:`Problem` in the
     report. Store failures that are not damage (permissions, outages) propagate.
+    ``progress`` receives the phases ``index`` (segments), ``packs`` (indexed packs),
+    ``read`` (with ``read_data``: packs and their bytes) and ``snapshots``, each with its
+    total known at its start.
     """
     started = time.perf_counter()
-    checker = _Checker(repo, read_data, progress or (lambda phase, done, total: None))
+    checker = _Checker(repo, read_data, progress or NULL_PROGRESS)
     with reader_lock(repo.locks(), "check --read-data" if read_data else "check"):
         checker.run()
     checker.report.duration_s = round(time.perf_counter() - started, 3)
@@ -123,8 +124,9 @@ class _Checker:
     def _load_index(self) -> None:
         healthy, damaged, superseded = [], [], set()
         infos = list(self.store.list("index/"))
-        for n, info in enumerate(infos):
-            self.progress("index", n, len(infos))
+        self.progress.start("index", items_total=len(infos), bytes_total=sum(i.size for i in infos))
+        for info in infos:
+            self.progress.advance(items=1, bytes=info.size, current=info.name)
             try:
                 stored = self.store.get(info.name)
                 check_segment_name(info.name, stored)
@@ -166,9 +168,10 @@ class _Checker:
                 continue
             self.sizes[pid] = info.size
         self.report.packs = len(self.sizes)
-        for n, pid in enumerate(self.per_pack):
-            self.progress("packs", n, len(self.per_pack))
+        self.progress.start("packs", items_total=len(self.per_pack))
+        for pid in self.per_pack:
             name, short = pack_name(pid), pid.hex()[:16]
+            self.progress.advance(items=1)
             if pid not in self.sizes:
                 self.bad_packs[pid] = 0
                 self.issue(("pack", pid), "pack-missing", name,
@@ -206,15 +209,17 @@ class _Checker:
 
     def _read_packs(self) -> None:
         names = sorted((pack_name(p), p) for p in self.sizes)
-        for n, (name, pid) in enumerate(names):
-            self.progress("read", n, len(names))
+        self.progress.start("read", items_total=len(names), bytes_total=sum(self.sizes.values()))
+        for name, pid in names:
             try:
                 data = self.store.get(name)
             except ObjectNotFound:
+                self.progress.advance(items=1, bytes=self.sizes[pid], current=name)
                 continue  # deleted since the listing (prune): nothing to check
             self.report.packs_read += 1
             self.report.bytes_read += len(data)
             self._check_pack_data(pid, name, data)
+            self.progress.advance(items=1, bytes=self.sizes[pid], current=name)
 
     def _check_pack_data(self, pid: bytes, name: str, data: bytes) -> None:
         short, indexed = pid.hex()[:16], pid in self.per_pack
@@ -244,19 +249,24 @@ class _Checker:
             name, _, msg = text.partition(": ")
             self.issue(("snapshot", name), "snapshot-damaged", name, msg, HINT_SNAPSHOT)
         self.report.snapshots = len(snaps)
-        for n, snap in enumerate(snaps):
-            self.progress("snapshots", n, len(snaps))
-            try:
-                root = bytes.fromhex(snap.tree)
-                if len(root) != ID_LEN:
-                    raise ValueError("wrong length")
-            except ValueError:
-                self.issue(("snapshot", snap.id), "snapshot-damaged", "snapshots/" + snap.id,
-                           f"snapshot {snap.id[:12]} has an invalid root tree id", HINT_SNAPSHOT)
-                continue
-            for key in self._subtree(root, "/"):
-                self.issues[key].snapshots.add(snap.id)
+        self.progress.start("snapshots", items_total=len(snaps))
+        for snap in snaps:
+            self.progress.advance(current=snap.id[:8])
+            self._walk_snapshot(snap)
+            self.progress.advance(items=1)
         self.report.trees = len(self.memo)
+
+    def _walk_snapshot(self, snap) -> None:
+        try:
+            root = bytes.fromhex(snap.tree)
+            if len(root) != ID_LEN:
+                raise ValueError("wrong length")
+        except ValueError:
+            self.issue(("snapshot", snap.id), "snapshot-damaged", "snapshots/" + snap.id,
+                       f"snapshot {snap.id[:12]} has an invalid root tree id", HINT_SNAPSHOT)
+            return
+        for key in self._subtree(root, "/"):
+            self.issues[key].snapshots.add(snap.id)
 
     # --------------------------------------------------------------- records
     def _check_records(self) -> None:

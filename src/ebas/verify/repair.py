@@ -39,10 +39,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import asdict, dataclass, field
-from typing import Callable
 
 from ebas.crypto.ids import pack_id as hash_pack
 from ebas.errors import IntegrityError, InvalidRange, ObjectNotFound, PermissionDenied
+from ebas.progress import NULL_PROGRESS, Progress
 from ebas.repo.dedup import DedupTable
 from ebas.repo.index import IndexSegment, check_segment_name, segment_name
 from ebas.repo.pack import (
@@ -58,7 +58,6 @@ from ebas.repo.pack import (
 MAX_SEGMENT_ENTRIES = 100_000
 DAMAGE = (IntegrityError, ObjectNotFound, InvalidRange)
 _SEGMENT = re.compile(r"index/[0-9a-f]{64}")
-Progress = Callable[[str, int, int], None]
 
 
 @dataclass
@@ -134,19 +133,20 @@ def rebuild_index(repo, *, progress: Progress | None = None) -> RepairReport:
     plus the verified blobs salvaged from the others (see the module docstring), and no
     blob that failed verification; old segments are deleted only after the new ones are
     stored and read back; a pack is removed from ``data/`` only after a copy of it is
-    stored under ``quarantine/`` and read back. ``progress(phase, done, total)`` is called
-    per pack (phase ``"packs"``) and per suspect (phase ``"salvage"``).
+    stored under ``quarantine/`` and read back. ``progress`` receives the phases ``"packs"``
+    (items: packs, bytes: their sizes) and ``"salvage"`` (items: suspect packs).
     """
     report = RepairReport()
-    step = progress or (lambda phase, done, total: None)
+    step = progress or NULL_PROGRESS
     lock = repo.locks().acquire("repair index", exclusive=True)
     try:
         old = sorted(info.name for info in repo.store.list("index/"))
-        packs = sorted(info.name for info in repo.store.list("data/"))
+        packs = sorted((info.name, info.size) for info in repo.store.list("data/"))
         out = _SegmentWriter(repo, report)
         suspects: list[_Suspect] = []
-        for n, name in enumerate(packs):
-            step("packs", n, len(packs))
+        step.start("packs", items_total=len(packs), bytes_total=sum(size for _, size in packs))
+        for name, size in packs:
+            step.advance(items=1, bytes=size, current=name)
             try:
                 pid = pack_id_from_name(name)
             except IntegrityError:
@@ -162,7 +162,6 @@ def rebuild_index(repo, *, progress: Progress | None = None) -> RepairReport:
             else:
                 suspects.append(suspect)
             del data
-        step("packs", len(packs), len(packs))
         copies: list[tuple[_Suspect, QuarantinedPack]] = []
         if suspects:
             copies = _salvage(repo, old, suspects, out, report, step)
@@ -323,8 +322,9 @@ def _salvage(repo, old: list[str], suspects: list[_Suspect], out: _SegmentWriter
     held = out.covered(wanted)  # intact packs already hold these: never copied twice
     packer, copied = _Packer(repo, out, report), set()
     done = []
-    for n, s in enumerate(suspects):
-        step("salvage", n, len(suspects))
+    step.start("salvage", items_total=len(suspects))
+    for s in suspects:
+        step.advance(items=1, current=s.name)
         try:
             data = repo.store.get(s.name)
         except ObjectNotFound:
@@ -351,7 +351,6 @@ def _salvage(repo, old: list[str], suspects: list[_Suspect], out: _SegmentWriter
         done.append((s, q))
         del data, view
     packer.flush()
-    step("salvage", len(suspects), len(suspects))
     return done
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import backend_services as svc
 import pytest
 from backend_services import AZURITE_KEY, azure_url, gcs_url, s3_url, unique
+from progress_kit import summary
 
 from ebas import api
 from ebas.chunking.params import ChunkerParams
@@ -196,9 +197,8 @@ def chunks_in_packs(store, repo, names) -> set[bytes]:
 
 
 def cli_json(res) -> dict:
-    import json
 
-    return json.loads(res.stdout)
+    return summary(res.stdout)
 
 
 @pytest.mark.parametrize("kind", ["s3", "azure", "gcs", "sftp"])

@@ -10,13 +10,13 @@ repository is refused.
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import subprocess
 from pathlib import Path
 
 import pytest
+from progress_kit import summary
 
 from ebas.storage.backends.tape import TapeStore, read_mount_log
 
@@ -44,7 +44,7 @@ def make_tree(src: Path) -> None:
 
 
 def js(res: subprocess.CompletedProcess):
-    return json.loads(res.stdout)
+    return summary(res.stdout)
 
 
 @pytest.fixture
