@@ -236,3 +236,11 @@ def make_cli():
 def cli(tmp_path) -> Cli:
     """The ``ebas`` CLI bound to ``tmp_path/repo`` with a fast KDF for ``init``."""
     return Cli(str(tmp_path / "repo"), cli_env())
+
+
+# Hypothesis: no per-example deadline. The machines running this suite are shared and
+# noisy; a slow example is not a failure (the tests assert results, not speed).
+from hypothesis import settings as _hyp_settings  # noqa: E402
+
+_hyp_settings.register_profile("ebas", deadline=None)
+_hyp_settings.load_profile("ebas")
