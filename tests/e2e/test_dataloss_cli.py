@@ -53,7 +53,7 @@ def restore(cli, ref: str, src: Path, tmp_path: Path) -> dict[str, bytes]:
 def test_flipped_byte_check_repair_backup_restore(cli, tmp_path):
     src = tmp_path / "src"
     make_source(src)
-    cli.ok("init", "--pack-size", "1")
+    cli.ok("init", "--pack-size", "1MiB")
     cli.ok("backup", str(src))
     expect = files(src)
     name, off, length = located_blob(Path(cli.repo), "a.bin")
@@ -85,7 +85,7 @@ def test_flipped_byte_check_repair_backup_restore(cli, tmp_path):
 def test_copied_pack_repair_prune_check_restore(cli, tmp_path):
     src = tmp_path / "src"
     make_source(src)
-    cli.ok("init", "--pack-size", "1")
+    cli.ok("init", "--pack-size", "1MiB")
     cli.ok("backup", str(src))
     first = files(src)
     (src / "c.bin").write_bytes(random.Random(3).randbytes(100_000))

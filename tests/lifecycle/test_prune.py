@@ -566,7 +566,7 @@ def test_prune_reports_its_phases_and_their_figures(history):
     api.forget(repo, RetentionPolicy(last=2))
     packs_before = {p: i.size for p, i in list_packs(repo).items()}
     rec = Recorder()
-    res = api.prune(repo, grace_ns=0, max_wait=0, max_unused=0.05, progress=rec.tracker)
+    res = api.prune(repo, grace=0, max_wait=0, max_unused=0.05, progress=rec.tracker)
     assert res.packs_deleted > 0 and res.packs_repacked > 0
     assert rec.phases == ["plan", "repack", "record", "index", "indexed", "delete", "segments"]
     plan = rec.final("plan")

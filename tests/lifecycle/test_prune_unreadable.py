@@ -182,7 +182,7 @@ def test_forget_alone_still_works_and_lists_what_it_can(unique):
 # --------------------------------------------------------------------------- CLI
 def test_cli_prune_and_forget_prune_exit_13_and_delete_nothing(make_cli, tmp_path):
     cli = make_cli(tmp_path / "repo")
-    cli.ok("init", "--pack-size", "1")
+    cli.ok("init", "--pack-size", "1MiB")
     for day, sub in enumerate("abc"):
         src = tmp_path / sub
         src.mkdir()

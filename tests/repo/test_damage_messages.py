@@ -99,5 +99,5 @@ def test_damaged_config_hint_does_not_point_at_a_command_that_needs_the_config(c
         res = cli(*cmd)
         assert res.returncode == 13, (cmd, res.stderr.decode())
         err = json.loads(res.stdout)
-        assert err["error"] == "IntegrityError" and "copy 'config'" in err["hint"]
+        assert err["error"] in ("IntegrityError", "MalformedObject") and "copy 'config'" in err["hint"]
         assert "run 'ebas" not in err["hint"] and b"unexpected" not in res.stderr

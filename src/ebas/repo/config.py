@@ -133,9 +133,9 @@ class RepoConfig:
                 mac=f.opt_str("mac", max_len=256),
             )
         except MalformedObject as exc:
-            raise MalformedObject("repository config", "", exc.problem, hint=TAMPERED_HINT) from None
+            raise MalformedObject("repository config", "", exc.problem, hint=HINT_CONFIG) from None
         if not (1024 <= cfg.pack_size <= 1 << 31):
-            raise MalformedObject("repository config", "", f"invalid pack size {cfg.pack_size}", hint=TAMPERED_HINT)
+            raise MalformedObject("repository config", "", f"invalid pack size {cfg.pack_size}", hint=HINT_CONFIG)
         if check_schemes:
             cfg.check_supported()
         return cfg
