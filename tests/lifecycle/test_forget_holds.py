@@ -6,8 +6,8 @@ import pytest
 from prune_kit import DAY, T0, names, quick_snapshot
 
 from ebas import api
-from ebas.lifecycle import forget as forget_mod
 from ebas.errors import IntegrityError, SnapshotProtected, UsageError
+from ebas.lifecycle import forget as forget_mod
 from ebas.lifecycle.holding import add_hold, list_holds, release_hold, set_min_retention
 from ebas.lifecycle.retention import RetentionPolicy, parse_duration
 from ebas.repo.holds import PREFIX, load_state

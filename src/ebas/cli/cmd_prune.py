@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import click
 
-from ebas.cli.app import get_env, json_option
-from ebas.cli.cmd_retention import prune_options, run_prune
+from ebas.cli.app import command, get_env
+from ebas.cli.cmd_retention import prune_options, prune_options_value, prune_text
 
 
-@click.command("prune")
+@command("prune")
 @click.option("-n", "--dry-run", is_flag=True, help="only show what would be deleted and repacked")
 @prune_options
-@json_option
 @click.pass_context
 def prune_cmd(ctx, dry_run, max_unused, grace, max_wait, lock_wait):
     """Delete data no snapshot needs and repack mostly-unused packs.
@@ -20,11 +19,13 @@ def prune_cmd(ctx, dry_run, max_unused, grace, max_wait, lock_wait):
     every backup that was running has finished (up to --max-wait; the next prune finishes
     the rest). One prune at a time.
     """
+    from ebas import api
+
     env = get_env(ctx)
-    repo = env.open_repo()
-    res, text = run_prune(env, repo, max_unused=max_unused, grace=grace, max_wait=max_wait, lock_wait=lock_wait,
-                          dry_run=dry_run)
-    env.emit(res.to_json(), text)
+    o = prune_options_value(max_unused=max_unused, grace=grace, max_wait=max_wait, lock_wait=lock_wait)
+    res = api.prune(env.open_repo(), max_unused=o.max_unused, grace_ns=o.grace_ns, max_wait=o.max_wait,
+                    lock_wait=o.lock_wait, dry_run=dry_run)
+    env.emit(res, prune_text(env, res, dry_run=dry_run))
 
 
 def register(cli: click.Group) -> None:

@@ -6,24 +6,19 @@ import sys
 
 import click
 
-from ebas.cli.app import get_env, json_option
+from ebas.cli.app import command, get_env
 from ebas.cli.render import human_size
 
 
 def snapshot_filters(f):
-    """``--host``, ``--tag`` and ``--path`` narrowing ``latest`` (as in restic)."""
+    """``--host`` (repeatable), ``--tag`` and ``--path`` narrowing ``latest`` (as in restic)."""
     f = click.option("--path", "filter_path", help="only snapshots of this source path")(f)
-    f = click.option("--tag", "filter_tags", multiple=True, help="only snapshots with this tag")(f)
-    f = click.option("--host", "filter_host", help="only snapshots of this host")(f)
+    f = click.option("--tag", "filter_tags", multiple=True, help="only snapshots with this tag (repeatable: all of them)")(f)
+    f = click.option("--host", "filter_host", multiple=True, help="only snapshots of this host (repeatable: any of them)")(f)
     return f
 
 
-def find(repo, ref, filter_host, filter_tags, filter_path):
-    """Resolve a snapshot reference with the filters."""
-    return repo.find_snapshot(ref, host=filter_host, tags=list(filter_tags) or None, path=filter_path)
-
-
-@click.command("restore")
+@command("restore")
 @click.argument("snapshot")
 @click.option("-t", "--target", required=True, type=click.Path(), help="directory to restore into")
 @click.option("-i", "--include", "includes", multiple=True, metavar="PATH", help="restore only PATH (repeatable)")
@@ -31,7 +26,6 @@ def find(repo, ref, filter_host, filter_tags, filter_path):
 @click.option("--staging", metavar="DIR", type=click.Path(),
               help="tape: recall the repository into a directory under DIR first (default: beside --target)")
 @snapshot_filters
-@json_option
 @click.pass_context
 def restore_cmd(ctx, snapshot, target, includes, no_owner, staging, filter_host, filter_tags, filter_path):
     """Restore SNAPSHOT (an id prefix or 'latest') into --target.
@@ -39,41 +33,33 @@ def restore_cmd(ctx, snapshot, target, includes, no_owner, staging, filter_host,
     From a tape repository, the repository is first recalled into a staging directory,
     reading the cartridges once each, in order; the restore reads that copy.
     """
-    from ebas.backup.restorer import Restorer
-    from ebas.transfer.recall import needs_recall, staged
+    from ebas import api
 
     env = get_env(ctx)
     repo = env.open_repo()
-    if needs_recall(repo):
-        env.note(f"recalling the repository from {repo.store.url} (each cartridge once, in order)...")
-    with staged(repo, staging, near=target) as (source, recalled):
-        snap = find(source, snapshot, filter_host, filter_tags, filter_path)
-        result = Restorer(source, snap, target, includes=list(includes),
-                          restore_owner=False if no_owner else None).run()
+    result = api.restore(repo, snapshot, target, includes=list(includes), host=list(filter_host) or None,
+                         tags=list(filter_tags) or None, path=filter_path, restore_owner=False if no_owner else None,
+                         staging=staging, notify=env.note)
     for w in result.warnings:
         env.note(f"warning: {w}")
-    out = result.to_json()
-    out["snapshot_id"] = snap.id
-    if recalled is not None:
-        out["recalled"] = recalled.to_json()
-    env.emit(out, f"restored snapshot {snap.id[:8]} to {target}: {result.files} files, {result.dirs} dirs, "
-                  f"{human_size(result.bytes)}")
+    env.emit(result, f"restored snapshot {result.snapshot_id[:8]} to {target}: {result.files} files, "
+                     f"{result.dirs} dirs, {human_size(result.bytes)}")
 
 
-@click.command("dump")
+@command("dump")
 @click.argument("snapshot")
 @click.argument("path")
 @snapshot_filters
 @click.pass_context
 def dump_cmd(ctx, snapshot, path, filter_host, filter_tags, filter_path):
     """Write PATH of SNAPSHOT to standard output (a directory as a tar stream)."""
-    from ebas.backup.dump import dump
+    from ebas import api
 
     env = get_env(ctx)
     repo = env.open_repo()
-    snap = find(repo, snapshot, filter_host, filter_tags, filter_path)
     out = sys.stdout.buffer
-    dump(repo, snap, path, out)
+    api.dump(repo, snapshot, path, out, host=list(filter_host) or None, tags=list(filter_tags) or None,
+             source=filter_path)
     out.flush()
 
 
