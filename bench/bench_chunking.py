@@ -87,7 +87,7 @@ def run(dataset: str, scale: float, days: int, workdir: Path, seed: int) -> dict
         logical += size
         for name, repo in repos.items():
             t = time.perf_counter()
-            api.backup(repo, [str(source)])
+            api.backup(repo, [str(source)], update_catalog=False)
             times[name].append(size / (time.perf_counter() - t) / 1e6)
     out = {}
     for name, repo in repos.items():

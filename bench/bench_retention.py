@@ -109,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
         for d in range(args.days):
             if d:
                 share.day(d)
-            snap = api.backup(repo, [str(src)], time_ns=START + d * DAY + 2 * 3600 * 10**9, workers=2).snapshot
+            snap = api.backup(repo, [str(src)], time_ns=START + d * DAY + 2 * 3600 * 10**9, workers=2,
+                              update_catalog=False).snapshot
             states[snap.id] = share.hashes()
             if d % 30 == 0:
                 log(f"day {d}: {len(states[snap.id])} files, {pack_bytes(repo) / 2**20:.1f} MiB stored")
@@ -119,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         t0 = time.perf_counter()
         stats = api.repository_stats(repo, reclaimable=True)
         policy = RetentionPolicy(daily=14, weekly=8, monthly=12, yearly=3)
-        api.forget(repo, policy, now_ns=now)
+        api.forget(repo, policy, now_ns=now, update_catalog=False)
         forget_s = time.perf_counter() - t0
         reclaim = api.repository_stats(repo, reclaimable=True)
         t0 = time.perf_counter()

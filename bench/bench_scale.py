@@ -214,7 +214,7 @@ def _stream_worker(repo_path: str, srcs: list[str], host_prefix: str) -> list[di
     def one(i_src):
         i, src = i_src
         repo = Repository.open(FileStore(repo_path, fsync=False), PW)
-        r = api.backup(repo, [src], host=f"{host_prefix}{i}", workers=1)
+        r = api.backup(repo, [src], host=f"{host_prefix}{i}", workers=1, update_catalog=False)
         s = r.snapshot
         return {"id": s.id, "src": src, "bytes_logical": s.stats["bytes_logical"],
                 "bytes_added": s.stats["bytes_added"]}
@@ -242,7 +242,7 @@ def run_streams(args) -> list[dict]:
             seed = tmp / "seed"
             seed.mkdir()
             (seed / "shared.bin").write_bytes(shared)
-            api.backup(repo, [str(seed)], host="seed")  # the committed data every stream deduplicates against
+            api.backup(repo, [str(seed)], host="seed", update_catalog=False)  # the committed data every stream deduplicates against
             before = sum(i.size for i in repo.store.list("data/"))
             srcs = [str(p) for p in _make_sources(tmp / "src", n, args.mib, shared)]
             log(f"{mode}: {n} streams ...")

@@ -8,7 +8,7 @@
 #   SFTP   asyncssh, in-process   pip  asyncssh                    (pyproject.toml, extra "test")
 #   Azure  azurite-blob           npm  azurite, pinned by tests/services/package-lock.json
 #
-# The Python packages come with the venv (scripts/setup-venv.sh installs ".[test]"); this
+# The Python packages come with the venv (`scripts/setup-venv.sh test` installs ".[test]"); this
 # script adds them to an existing venv too, and installs azurite with `npm ci`.
 set -uo pipefail
 cd "$(dirname "$0")/.."

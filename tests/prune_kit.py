@@ -42,6 +42,7 @@ def generation(src: Path, day: int, *, files: int = 6, size: int = 40_000, churn
 
 def backup_day(repo, src: Path, day: int, **kw):
     generation(src, day)
+    kw.setdefault("update_catalog", False)  # these tests are about the repository, not the catalog
     return api.backup(repo, [str(src)], time_ns=T0 + day * DAY, **kw).snapshot
 
 

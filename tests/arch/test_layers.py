@@ -29,7 +29,9 @@ def _imports(path: pathlib.Path) -> set[str]:
     tree = ast.parse(path.read_text(), str(path))
     out = set()
     for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("ebas."):
+        if isinstance(node, ast.ImportFrom) and node.module == "ebas":  # from ebas import api
+            out.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("ebas."):
             out.add(node.module.split(".")[1])
         elif isinstance(node, ast.Import):
             for alias in node.names:
@@ -54,3 +56,14 @@ def test_module_respects_layers(top, path):
         assert LAYER[dep] <= LAYER[top], f"{path.name} ({top}) imports ebas.{dep} from a higher layer"
         for row in SIBLINGS:
             assert not (top in row and dep in row and top != dep), f"{path.name}: sibling {top} imports {dep}"
+
+
+# The CLI is a thin front end over the public API (the "thin-cli" import-linter contract
+# in pyproject.toml says the same; this runs with pytest).
+CLI_MAY_IMPORT = {"api", "errors", "progress", "units", "cli", "__version__"}
+
+
+@pytest.mark.parametrize("path", sorted((SRC / "cli").rglob("*.py")), ids=lambda p: p.name)
+def test_cli_imports_only_the_api(path):
+    extra = _imports(path) - CLI_MAY_IMPORT
+    assert not extra, f"{path.name} imports ebas.{', ebas.'.join(sorted(extra))}: go through ebas.api instead"

@@ -75,6 +75,8 @@ class BackupResult:
     stats: BackupStats
     errors: list[str]
     warnings: list[str]
+    level_reason: str = ""  # why ``level="auto"`` chose the level (empty otherwise)
+    catalog_error: str | None = None  # the catalog could not be updated (the backup is committed)
 
     @property
     def partial(self) -> bool:

@@ -53,10 +53,18 @@ class RestoreResult:
     errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     failed: list[dict] = field(default_factory=list)  # skip_damaged: {"path", "reason"} of what was not restored
+    snapshot_id: str = ""  # set by the API: the snapshot restored
+    recalled: object = None  # set by the API after a tape recall (``to_json()`` able)
 
     def to_json(self) -> dict:
-        """Machine-readable form."""
-        return dict(self.__dict__)
+        """Machine-readable form (``recalled`` only when a recall happened)."""
+        out = dict(self.__dict__)
+        if not self.snapshot_id:
+            out.pop("snapshot_id")
+        recalled = out.pop("recalled")
+        if recalled is not None:
+            out["recalled"] = recalled.to_json()
+        return out
 
 
 def split_path(path: str) -> list[bytes]:

@@ -43,7 +43,7 @@ class CatalogMismatch(CatalogError):
 class QueryTimeout(CatalogError):
     """A catalog query ran longer than its time limit."""
 
-    default_hint = "narrow the query (a longer name pattern, --path, --host) or raise the time limit"
+    default_hint = "narrow the query (a longer name pattern, --under, --host) or raise the time limit"
 
 
 class QueryRejected(UsageError):

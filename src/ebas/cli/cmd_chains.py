@@ -5,11 +5,8 @@ from __future__ import annotations
 from ebas.cli.render import human_size, local_time
 
 
-def show_chains(env, snaps) -> None:
-    """Print the chains of ``snaps`` (JSON: a list of chains)."""
-    from ebas.lifecycle.chains import build_chains
-
-    chains = build_chains(snaps)
+def show_chains(env, chains) -> None:
+    """Print ``chains`` (an ``ebas.api.ChainList``; JSON: a list of chains)."""
     blocks = []
     for c in chains:
         base = c.base.id[:8] if c.base else f"{c.id[:8]} (base forgotten)"
@@ -21,4 +18,4 @@ def show_chains(env, snaps) -> None:
             lines.append(f"  {mark}{s.id[:8]}  {local_time(s.time_ns)}  {s.level}{synth}  "
                          f"+{human_size(int(s.stats.get('bytes_stored_added', 0)))}")
         blocks.append("\n".join(lines))
-    env.emit([c.to_json() for c in chains], "\n\n".join(blocks) + f"\n{len(chains)} chain(s), {len(snaps)} snapshots")
+    env.emit(chains, "\n\n".join(blocks) + f"\n{len(chains)} chain(s), {chains.snapshots} snapshots")

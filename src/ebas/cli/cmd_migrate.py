@@ -6,22 +6,21 @@ import json
 
 import click
 
-from ebas.cli.app import get_env, json_option
+from ebas.cli.app import command, get_env
 
 
-@click.command("migrate")
-@json_option
+@command("migrate")
 @click.pass_context
 def migrate_cmd(ctx):
     """Authenticate the repository config with the master key (format version 1 -> 2).
 
     Every setting is kept. Review the settings shown: migration vouches for them from now on.
     """
-    from ebas.api import migrate_repository
+    from ebas import api
 
     env = get_env(ctx)
     repo = env.open_repo()
-    res = migrate_repository(repo)
+    res = api.migrate_repository(repo)
     if res.migrated:
         text = (f"repository config authenticated (format version {res.version_before} -> {res.version_after}); "
                 "settings now protected:\n" + json.dumps(res.settings, indent=1, sort_keys=True))

@@ -6,17 +6,15 @@ from datetime import datetime, timezone
 
 import click
 
-from ebas.cli.app import get_env, json_option
+from ebas.cli.app import command, get_env, group, seconds
 from ebas.cli.render import human_size, local_time, table
 
 
 def _local_tz():
-    from datetime import datetime
-
     return datetime.now().astimezone().tzinfo
 
 
-def _until(text: str, now_ns: int):
+def _until(text: str, now_ns: int) -> datetime:
     """``--until``: a point in time (docs/units.md) or a duration from now (``7y``: a retention
     can only end in the future), as an aware datetime."""
     import re
@@ -40,8 +38,7 @@ def _max_unused(text: str) -> float:
 def prune_options(f):
     """The options of ``ebas prune`` (shared by ``forget --prune``)."""
     f = click.option("--lock-wait", default="0s", show_default=True, metavar="DURATION",
-                     help="wait this long for another prune to finish instead of refusing "
-                          "(durations: 90s, 15min, 2h; see docs/units.md)")(f)
+                     help="wait this long for another prune to finish instead of refusing")(f)
     f = click.option("--max-wait", default="1h", show_default=True, metavar="DURATION",
                      help="wait this long for backups running at the start to finish before deleting "
                           "(what is left is finished by the next prune)")(f)
@@ -49,21 +46,20 @@ def prune_options(f):
                      help="never delete unindexed packs younger than this (a backup may be writing them)")(f)
     f = click.option("--max-unused", default="10%", show_default=True, metavar="PERCENT",
                      help="unused space to tolerate: packs with more than this share unused are repacked, "
-                          "emptiest first, until at most this share of the stored bytes is unused "
-                          "('unlimited': never repack)")(f)
+                          "emptiest first, until at most this share of the stored bytes is unused")(f)
     return f
 
 
-def run_prune(env, repo, *, max_unused: str, grace: str, max_wait: str, lock_wait: str, dry_run: bool = False):
-    """Prune with CLI option strings (progress shown as the invocation asks); returns ``(result, text)``."""
-    from ebas.cli.progressview import progress_view
-    from ebas.lifecycle.prune import prune
-    from ebas.units import parse_duration
+def prune_options_value(*, max_unused: str, grace: str, max_wait: str, lock_wait: str):
+    """The ``ebas.api.PruneOptions`` of the prune flags."""
+    from ebas import api
 
-    with progress_view(env) as progress:
-        res = prune(repo, max_unused=_max_unused(max_unused), grace=parse_duration(grace),
-                    max_wait=parse_duration(max_wait), lock_wait=parse_duration(lock_wait), dry_run=dry_run,
-                    progress=progress)
+    return api.PruneOptions(max_unused=_max_unused(max_unused), grace=seconds(grace),
+                            max_wait=seconds(max_wait), lock_wait=seconds(lock_wait))
+
+
+def prune_text(env, res, *, dry_run: bool = False) -> str:
+    """The text report of a prune (problems go to stderr as warnings)."""
     p = res.plan
     lines = [f"marked {p.get('snapshots', 0)} snapshot(s): {p.get('trees', 0)} trees, "
              f"{p.get('referenced_blobs', 0)} referenced blobs ({human_size(p.get('live_bytes', 0))} live, "
@@ -87,10 +83,10 @@ def run_prune(env, repo, *, max_unused: str, grace: str, max_wait: str, lock_wai
         lines.append(f"pending: {pend['packs']} pack(s) of {pend['record']} wait for {who}; run prune again later")
     for prob in res.problems:
         env.note(f"warning: {prob}")
-    return res, "\n".join(lines)
+    return "\n".join(lines)
 
 
-@click.command("forget")
+@command("forget")
 @click.argument("snapshots", nargs=-1)
 @click.option("--keep-last", type=click.IntRange(min=0), default=0, help="keep the N newest snapshots")
 @click.option("--keep-hourly", type=click.IntRange(min=0), default=0, help="keep the newest of each of N hours")
@@ -98,49 +94,44 @@ def run_prune(env, repo, *, max_unused: str, grace: str, max_wait: str, lock_wai
 @click.option("--keep-weekly", type=click.IntRange(min=0), default=0, help="keep the newest of each of N weeks")
 @click.option("--keep-monthly", type=click.IntRange(min=0), default=0, help="keep the newest of each of N months")
 @click.option("--keep-yearly", type=click.IntRange(min=0), default=0, help="keep the newest of each of N years")
-@click.option("--keep-within", metavar="DURATION",
-              help="keep everything newer than DURATION (e.g. 30d, 6mo, 1y6mo; see docs/units.md)")
+@click.option("--keep-within", metavar="DURATION", help="keep everything newer than DURATION (e.g. 30d, 1y6mo; docs/units.md)")
 @click.option("--keep-tag", "keep_tags", multiple=True, help="keep snapshots with this tag (repeatable)")
 @click.option("--group-by", default="host,paths", show_default=True,
               help="apply the policy per group: any of host, paths, tags ('' = all snapshots together)")
-@click.option("--host", help="only consider snapshots of this host")
+@click.option("--host", "hosts", multiple=True, help="only consider snapshots of this host (repeatable: any of them)")
 @click.option("--tag", "tags", multiple=True, help="only consider snapshots with this tag")
 @click.option("--path", help="only consider snapshots of this source path")
 @click.option("-n", "--dry-run", is_flag=True, help="list every snapshot with the rule that keeps or removes it")
 @click.option("--allow-empty", is_flag=True, help="allow removing every snapshot of a group")
 @click.option("--prune", "then_prune", is_flag=True, help="prune right after removing snapshots")
 @prune_options
-@json_option
 @click.pass_context
 def forget_cmd(ctx, snapshots, keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly, keep_yearly,
-               keep_within, keep_tags, group_by, host, tags, path, dry_run, allow_empty, then_prune, max_unused,
+               keep_within, keep_tags, group_by, hosts, tags, path, dry_run, allow_empty, then_prune, max_unused,
                grace, max_wait, lock_wait):
     """Remove snapshots by retention policy (or the given SNAPSHOTS); data goes with prune.
 
     Legal holds and compliance retention always keep their snapshots; a snapshot dated in
     the future (clock skew) is never removed by a policy.
     """
-    from ebas.lifecycle.forget import forget
-    from ebas.lifecycle.retention import RetentionPolicy
-    from ebas.units import parse_duration
+    from ebas import api
+    from ebas.cli.progressview import emit_summary, progress_view
 
     env = get_env(ctx)
-    policy = RetentionPolicy(keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly, keep_yearly,
-                             parse_duration(keep_within) if keep_within else 0.0, tuple(keep_tags))
+    policy = api.RetentionPolicy(keep_last, keep_hourly, keep_daily, keep_weekly, keep_monthly, keep_yearly,
+                                 seconds(keep_within) if keep_within else 0.0, tuple(keep_tags))
     groups = [g.strip() for g in group_by.split(",") if g.strip()]
+    prune_opts = prune_options_value(max_unused=max_unused, grace=grace, max_wait=max_wait, lock_wait=lock_wait) \
+        if then_prune else None
     repo = env.open_repo()
-    if then_prune and not dry_run:  # refuse before removing anything, not halfway
-        from ebas.lifecycle.readable import all_snapshots
-
-        all_snapshots(repo, "forget --prune")
-    res = forget(repo, None if snapshots and policy.empty else policy, snapshot_ids=list(snapshots), dry_run=dry_run,
-                 allow_empty=allow_empty, group_by=groups, host=host, tags=list(tags) or None, path=path,
-                 tz=_local_tz())
-    if res.removed:
-        from ebas.cli.cmd_catalog import unindex_snapshots
-
-        unindex_snapshots(env, repo, res.removed)
-    out = res.to_json()
+    with progress_view(env) as progress:
+        res = api.forget(repo, policy, snapshot_ids=list(snapshots), dry_run=dry_run, allow_empty=allow_empty,
+                         group_by=groups, host=list(hosts) or None, tags=list(tags) or None, path=path,
+                         tz=_local_tz(), then_prune=prune_opts, update_catalog=env.catalog_enabled(),
+                         catalog=env.catalog_location(), site=env.catalog_args()["site"], progress=progress)
+    if res.catalog_error:
+        env.warn(f"warning: the catalog was not updated: {res.catalog_error}\n  the snapshots are removed; "
+                 "'ebas catalog sync' will catch up")
     blocks = []
     for g in res.groups:
         rows = [[d.snapshot.id[:8], local_time(d.snapshot.time_ns), d.snapshot.level,
@@ -150,16 +141,12 @@ def forget_cmd(ctx, snapshots, keep_last, keep_hourly, keep_daily, keep_weekly, 
         blocks.append(head + "\n" + table(["ID", "Time", "Level", "Action", "Reasons"], rows))
     n = len(res.to_remove)
     blocks.append(f"dry run: would remove {n} snapshot(s)" if dry_run else f"removed {len(res.removed)} snapshot(s)")
-    if then_prune and not dry_run:
-        pres, text = run_prune(env, repo, max_unused=max_unused, grace=grace, max_wait=max_wait, lock_wait=lock_wait)
-        out["prune"] = pres.to_json()
-        blocks.append(text)
-    from ebas.cli.progressview import emit_summary
-
-    emit_summary(env, out, "\n\n".join(blocks))
+    if res.prune is not None:
+        blocks.append(prune_text(env, res.prune))
+    emit_summary(env, res.to_json(), "\n\n".join(blocks))
 
 
-@click.group("hold")
+@group("hold")
 def hold_group():
     """Legal holds and compliance retention (protect snapshots from forget)."""
 
@@ -170,77 +157,63 @@ def hold_group():
 @click.option("--until", metavar="DATE|DURATION",
               help="compliance retention until DATE (or for DURATION, e.g. 7y; docs/units.md): can never be "
                    "released or shortened")
-@json_option
 @click.pass_context
 def hold_add(ctx, snapshot, reason, until):
     """Put a legal hold (or with --until a compliance retention) on SNAPSHOT."""
-    from ebas.lifecycle.holding import add_hold
+    from ebas import api
 
     env = get_env(ctx)
     repo = env.open_repo()
-    rec = add_hold(repo, snapshot, reason, until=_until(until, repo.clock.now_ns()) if until else None)
+    res = api.add_hold(repo, snapshot, reason, until=_until(until, repo.clock.now_ns()) if until else None)
+    rec = res.added
     what = "legal hold" if rec.type == "hold" else f"compliance retention until {local_time(rec.until_ns)}"
-    env.emit({"record": rec.id, "type": rec.type, "snapshot": rec.snapshot, "reason": rec.reason,
-              "until_ns": rec.until_ns or None}, f"{what} {rec.id[:8]} on snapshot {rec.snapshot[:8]}: {reason}")
+    env.emit(res, f"{what} {rec.id[:8]} on snapshot {rec.snapshot[:8]}: {reason}")
 
 
 @hold_group.command("remove")
 @click.argument("snapshot")
 @click.option("--reason", required=True, help="why the hold ends (kept in the audit trail)")
 @click.option("--id", "hold_id", help="release only this hold (id prefix); default: every legal hold on SNAPSHOT")
-@json_option
 @click.pass_context
 def hold_remove(ctx, snapshot, reason, hold_id):
     """Release the legal hold(s) on SNAPSHOT (compliance retention cannot be released)."""
-    from ebas.lifecycle.holding import release_hold
+    from ebas import api
 
     env = get_env(ctx)
-    repo = env.open_repo()
-    recs = release_hold(repo, snapshot, reason, hold_id=hold_id)
-    env.emit({"released": [r.hold for r in recs], "records": [r.id for r in recs]},
-             "\n".join(f"released hold {r.hold[:8]} on snapshot {r.snapshot[:8]}" for r in recs))
+    res = api.release_hold(env.open_repo(), snapshot, reason, hold_id=hold_id)
+    env.emit(res, "\n".join(f"released hold {r.hold[:8]} on snapshot {r.snapshot[:8]}" for r in res.released))
 
 
 @hold_group.command("list")
 @click.option("--all", "show_all", is_flag=True, help="also show expired retentions")
-@json_option
 @click.pass_context
 def hold_list(ctx, show_all):
     """List the protections of every snapshot and the repository's minimum retention."""
-    from ebas.lifecycle.holding import list_holds
-    from ebas.units import format_duration
+    from ebas import api
 
     env = get_env(ctx)
-    repo = env.open_repo()
-    views, state = list_holds(repo, include_inactive=show_all)
-    for p in state.problems:
+    res = api.list_holds(env.open_repo(), include_inactive=show_all)
+    for p in res.problems:
         env.note(f"warning: unreadable hold record {p}")
-    rows = [[v.snapshot[:8], v.kind, "active" if v.active else "expired", v.description] for v in views]
-    minimum = format_duration(state.min_retention_ns / 1e9) if state.min_retention_ns else "none"
-    env.emit({"holds": [v.to_json() for v in views], "min_retention_ns": state.min_retention_ns},
-             table(["Snapshot", "Kind", "State", "Protection"], rows) + f"\nrepository minimum retention: {minimum}")
+    rows = [[v.snapshot[:8], v.kind, "active" if v.active else "expired", v.description] for v in res.views]
+    minimum = api.format_duration(res.min_retention_ns / 1e9) if res.min_retention_ns else "none"
+    env.emit(res, table(["Snapshot", "Kind", "State", "Protection"], rows) + f"\nrepository minimum retention: {minimum}")
 
 
 @hold_group.command("compliance")
-@click.option("--min-retention", metavar="DURATION",
-              help="raise the repository's minimum retention (e.g. 90d, 6mo, 7y; see docs/units.md)")
+@click.option("--min-retention", metavar="DURATION", help="raise the repository's minimum retention (e.g. 90d, 7y)")
 @click.option("--reason", default="", help="why (kept in the audit trail)")
-@json_option
 @click.pass_context
 def hold_compliance(ctx, min_retention, reason):
     """Show or raise the compliance minimum retention of every snapshot (never lowered)."""
-    from ebas.lifecycle.holding import set_min_retention
-    from ebas.repo.holds import load_state
-    from ebas.units import format_duration, parse_duration
+    from ebas import api
 
     env = get_env(ctx)
-    repo = env.open_repo()
-    if min_retention:
-        set_min_retention(repo, parse_duration(min_retention), reason)
-    st = load_state(repo)
-    text = ("compliance mode: every snapshot is kept at least " + format_duration(st.min_retention_ns / 1e9)
+    st = api.compliance(env.open_repo(), min_retention=seconds(min_retention) if min_retention else None,
+                        reason=reason)
+    text = ("compliance mode: every snapshot is kept at least " + api.format_duration(st.min_retention_ns / 1e9)
             if st.min_retention_ns else "compliance mode is off (no minimum retention)")
-    env.emit({"min_retention_ns": st.min_retention_ns, "record": st.min_retention_record}, text)
+    env.emit(st, text)
 
 
 def register(cli: click.Group) -> None:

@@ -119,6 +119,8 @@ class JsonStatusPrinter:
 def emit_summary(env, data: dict, text: str | None = None) -> None:
     """The command's result: with ``--json`` one line, the object with ``"type": "summary"``
     added (its other fields unchanged); else ``text`` as :meth:`Env.emit` prints it."""
+    if hasattr(data, "to_json"):
+        data = data.to_json()
     if env.json:
         click.echo(json.dumps({**data, "type": "summary"}, default=str, ensure_ascii=True))
     else:

@@ -34,6 +34,8 @@ class ForgetResult:
     removed: list[str] = field(default_factory=list)
     dry_run: bool = False
     policy: RetentionPolicy | None = None
+    prune: object = None  # set by the API when a prune followed (a PruneResult)
+    catalog_error: str | None = None  # set by the API: the catalog could not be updated
 
     @property
     def kept(self) -> int:
@@ -46,7 +48,7 @@ class ForgetResult:
     def to_json(self) -> dict:
         return {"dry_run": self.dry_run, "policy": self.policy.to_json() if self.policy else None,
                 "keep": self.kept, "remove": len(self.to_remove), "removed": self.removed,
-                "groups": [g.to_json() for g in self.groups]}
+                "groups": [g.to_json() for g in self.groups]} | ({"prune": self.prune.to_json()} if self.prune else {})
 
 
 def plan(repo, policy: RetentionPolicy, *, now_ns: int | None = None, group_by=("host", "paths"),

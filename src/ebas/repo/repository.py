@@ -379,7 +379,7 @@ class Repository:
             self.snapshot_problems = problems
         return list(self._snapshots)
 
-    def find_snapshot(self, ref: str, *, host: str | None = None, tags: list[str] | None = None,
+    def find_snapshot(self, ref: str, *, host: str | list[str] | None = None, tags: list[str] | None = None,
                       path: str | None = None) -> snaps.Snapshot:
         """Resolve ``latest`` or an id prefix (see :func:`ebas.repo.snapshots.select`).
 

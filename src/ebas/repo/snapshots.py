@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
+from typing import Sequence
 
 import blake3
 
@@ -127,11 +128,12 @@ def unseal(aead, snap_id: str, stored: bytes) -> Snapshot:
     return Snapshot.decode(aead.open(stored, AAD), snap_id)
 
 
-def select(snaps: list[Snapshot], ref: str, *, host: str | None = None, tags: list[str] | None = None,
-           path: str | None = None) -> Snapshot:
+def select(snaps: list[Snapshot], ref: str, *, host: str | Sequence[str] | None = None,
+           tags: list[str] | None = None, path: str | None = None) -> Snapshot:
     """Resolve ``ref`` ("latest" or a unique id prefix) among ``snaps``.
 
-    ``host``, ``tags`` (all must be present) and ``path`` (one of the snapshot's paths)
+    ``host`` (one name, or several: any of them), ``tags`` (all must be present) and
+    ``path`` (one of the snapshot's paths)
     narrow the candidates, as restic's filters do.
     """
     cands = filter_snapshots(snaps, host=host, tags=tags, path=path)
@@ -148,12 +150,19 @@ def select(snaps: list[Snapshot], ref: str, *, host: str | None = None, tags: li
     return hits[0]
 
 
-def filter_snapshots(snaps: list[Snapshot], *, host: str | None = None, tags: list[str] | None = None,
-                     path: str | None = None) -> list[Snapshot]:
-    """Snapshots matching every given filter, oldest first."""
+def _hosts(host: str | Sequence[str] | None) -> set[str]:
+    if not host:
+        return set()
+    return {host} if isinstance(host, str) else {h for h in host if h}
+
+
+def filter_snapshots(snaps: list[Snapshot], *, host: str | Sequence[str] | None = None,
+                     tags: list[str] | None = None, path: str | None = None) -> list[Snapshot]:
+    """Snapshots matching every given filter (``host``: any of the names), oldest first."""
+    hosts = _hosts(host)
     out = []
     for s in snaps:
-        if host and s.host != host:
+        if hosts and s.host not in hosts:
             continue
         if tags and not set(tags) <= set(s.tags):
             continue
@@ -166,7 +175,7 @@ def filter_snapshots(snaps: list[Snapshot], *, host: str | None = None, tags: li
 def _describe(host, tags, path) -> str:
     parts = []
     if host:
-        parts.append(f"host={host}")
+        parts.append(f"host={','.join(sorted(_hosts(host)))}")
     if tags:
         parts.append(f"tags={','.join(tags)}")
     if path:
