@@ -208,8 +208,10 @@ def catalog_export(out: IO[bytes] | str, *, since: int = 0, repo: Repository | N
     with _open(repo, catalog, site, url) as cat:
         if not isinstance(out, str):
             return cat.export(out, since=since)
+        from ebas.repo.privatefs import open_private
+
         tmp = out + ".partial"
-        with open(tmp, "wb") as fh:
+        with open_private(tmp) as fh:  # every path in plain text: owner only
             st = cat.export(fh, since=since)
         os.replace(tmp, out)
         return st

@@ -14,7 +14,7 @@ import sys
 import click
 
 from ebas.cli.app import command, get_env, group
-from ebas.cli.render import human_size, local_time, mode_string
+from ebas.cli.render import human_size, local_time, mode_string, printable
 from ebas.errors import EXIT_ERROR, UsageError
 
 
@@ -36,11 +36,11 @@ def _freshness_notes(env, fresh) -> None:
 def _hit_line(h, long_format: bool = True) -> str:
     span = f"{h.snapshot[:8]}" if h.snapshot_count == 1 else \
         f"{h.first_snapshot[:8]}..{h.last_snapshot[:8]} ({h.snapshot_count} snapshots)"
-    path = h.path + (f" -> {h.target}" if h.target else "")
+    path = printable(h.path) + (f" -> {printable(h.target)}" if h.target else "")
     size = human_size(h.size) if h.type == "file" else "-"
-    line = f"{local_time(h.mtime_ns)}  {size:>10}  {h.host:<12} {path}  [{span}]"
+    line = f"{local_time(h.mtime_ns)}  {size:>10}  {printable(h.host):<12} {path}  [{span}]"
     if long_format:
-        line = f"{mode_string(h.type, h.mode)} {h.user or h.uid:>8} " + line
+        line = f"{mode_string(h.type, h.mode)} {printable(h.user) or h.uid:>8} " + line
     if h.deleted_in:
         line += f"  gone in {h.deleted_in[:8]} ({local_time(h.deleted_time_ns)})"
     return line
@@ -120,9 +120,9 @@ def history_cmd(ctx, path, hosts, sources):
     lines = []
     for h in res.versions:
         lines.append(f"{local_time(h.mtime_ns)}  {human_size(h.size) if h.type == 'file' else h.type:>10}  "
-                     f"{(h.digest or '')[:12]:12}  {h.host:<12} in {h.snapshot_count} snapshot(s): "
+                     f"{(h.digest or '')[:12]:12}  {printable(h.host):<12} in {h.snapshot_count} snapshot(s): "
                      + " ".join(s[:8] for s in (h.snapshots or [])[:8]) + (" ..." if h.snapshot_count > 8 else ""))
-    env.emit(res, "\n".join(lines) if lines else f"{path}: not in any indexed snapshot")
+    env.emit(res, "\n".join(lines) if lines else f"{printable(path)}: not in any indexed snapshot")
 
 
 # ------------------------------------------------------------------ ls --at
@@ -146,14 +146,16 @@ def ls_at(ctx, at_time: str | None, path: str, long_format: bool, recursive: boo
     out = []
     for x in res.listings:
         if len(res.listings) > 1:
-            out.append(f"# snapshot {x.snapshot.snap_id[:8]} {x.snapshot.host} {' '.join(x.snapshot.paths)} "
+            out.append(f"# snapshot {x.snapshot.snap_id[:8]} {printable(x.snapshot.host)} "
+                       f"{printable(' '.join(x.snapshot.paths))} "
                        f"{local_time(x.snapshot.time_ns)}")
         for e in x.entries:
             if long_format:
-                out.append(f"{mode_string(e.type, e.mode)} {e.user or e.uid:>8} {e.group or e.gid:>8} {e.size:>12} "
-                           f"{local_time(e.mtime_ns)} {e.path}" + (f" -> {e.target}" if e.target else ""))
+                out.append(f"{mode_string(e.type, e.mode)} {printable(e.user) or e.uid:>8} "
+                           f"{printable(e.group) or e.gid:>8} {e.size:>12} {local_time(e.mtime_ns)} "
+                           f"{printable(e.path)}" + (f" -> {printable(e.target)}" if e.target else ""))
             else:
-                out.append(e.path)
+                out.append(printable(e.path))
     click.echo("\n".join(out))
 
 

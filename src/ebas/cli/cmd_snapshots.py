@@ -6,7 +6,7 @@ import click
 
 from ebas.cli.app import command, get_env
 from ebas.cli.cmd_restore import snapshot_filters
-from ebas.cli.render import human_size, local_time, mode_string, table
+from ebas.cli.render import human_size, local_time, mode_string, printable, table
 
 
 @command("snapshots")
@@ -42,7 +42,9 @@ def snapshots_cmd(ctx, hosts, tags, path, chains):
 @click.argument("path", default="/")
 @click.option("-l", "--long", "long_format", is_flag=True, help="show mode, owner, size and time")
 @click.option("-R", "--recursive", is_flag=True, help="list subdirectories too")
-@click.option("--at", "at_time", metavar="TIME", help="list PATH as it was at TIME, from the catalog (give only PATH)")
+@click.option("--at", "at_time", metavar="TIME",
+              help="list PATH as it was at TIME (2026-04-01T12:00, yesterday, 7d; docs/units.md), from the catalog "
+                   "(give only PATH)")
 @click.option("--from-catalog", is_flag=True,
               help="answer from the catalog alone: no password, no repository reads (the snapshot must be indexed)")
 @snapshot_filters
@@ -70,11 +72,11 @@ def ls_cmd(ctx, snapshot, path, long_format, recursive, at_time, from_catalog, f
     lines = []
     for p, n in entries:
         if long_format:
-            lines.append(f"{mode_string(n.type, n.mode)} {n.user or n.uid:>8} {n.group or n.gid:>8} "
-                         f"{n.size:>12} {local_time(n.mtime_ns)} {p}"
-                         + (f" -> {n.target.decode('utf-8', 'surrogateescape')}" if n.target else ""))
+            lines.append(f"{mode_string(n.type, n.mode)} {printable(n.user) or n.uid:>8} "
+                         f"{printable(n.group) or n.gid:>8} {n.size:>12} {local_time(n.mtime_ns)} {printable(p)}"
+                         + (f" -> {printable(n.target.decode('utf-8', 'surrogateescape'))}" if n.target else ""))
         else:
-            lines.append(p)
+            lines.append(printable(p))
     click.echo("\n".join(lines))
 
 
@@ -90,7 +92,7 @@ def diff_cmd(ctx, snapshot_a, snapshot_b):
     res = api.diff(env.open_repo(), snapshot_a, snapshot_b)
     counts = res.counts
     sign = {"added": "+", "removed": "-", "modified": "M", "metadata": "U", "type": "T"}
-    text = "\n".join(f"{sign[c.kind]}    {c.path}" for c in res)
+    text = "\n".join(f"{sign[c.kind]}    {printable(c.path)}" for c in res)
     text += (f"\n\nadded: {counts['added']} ({human_size(res.added_bytes)}), removed: {counts['removed']} "
              f"({human_size(res.removed_bytes)}), modified: {counts['modified']}, metadata only: {counts['metadata']}")
     env.emit(res, text)
