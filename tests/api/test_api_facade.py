@@ -58,7 +58,7 @@ def test_forget_drops_removed_snapshots_from_the_catalog_and_can_prune(repo, src
     (src / "photo.bin").write_bytes(os.urandom(70_000))
     second = api.backup(repo, [str(src)], catalog=_cat(tmp_path)).snapshot
     res = api.forget(repo, snapshot_ids=[first.id], catalog=_cat(tmp_path),
-                     then_prune=api.PruneOptions(grace_ns=0, max_wait=0))
+                     then_prune=api.PruneOptions(grace=0, max_wait=0))
     assert res.removed == [first.id] and res.catalog_error is None
     assert res.prune is not None and res.prune.packs_deleted + res.prune.packs_repacked > 0
     assert res.to_json()["prune"]["bytes_freed"] == res.prune.bytes_freed
