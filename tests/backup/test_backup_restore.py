@@ -392,21 +392,30 @@ def test_unlistable_directory_is_an_error_not_a_crash(repo, tmp_path, monkeypatc
 def _watch_reads(monkeypatch, path: Path, on_first_read):
     """Call ``on_first_read(attempt)`` right after each read pass over ``path`` starts."""
     ino = os.stat(path).st_ino
-    real_read = os.read
+    real_read, real_readv = os.read, os.readv
     attempts = [0]
 
-    def read(fd, n):
-        data = real_read(fd, n)
+    def seen(fd, n):
         try:
             st = os.fstat(fd)
         except OSError:
-            return data
-        if st.st_ino == ino and data and os.lseek(fd, 0, os.SEEK_CUR) == len(data):  # read from offset 0
+            return
+        if st.st_ino == ino and n and os.lseek(fd, 0, os.SEEK_CUR) == n:  # read from offset 0
             attempts[0] += 1
             on_first_read(attempts[0])
+
+    def read(fd, n):
+        data = real_read(fd, n)
+        seen(fd, len(data))
         return data
 
+    def readv(fd, buffers):  # the file reader fills its chunker's buffers in place
+        n = real_readv(fd, buffers)
+        seen(fd, n)
+        return n
+
     monkeypatch.setattr(os, "read", read)
+    monkeypatch.setattr(os, "readv", readv)
     return attempts
 
 

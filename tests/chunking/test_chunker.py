@@ -51,12 +51,60 @@ def _reference(data: bytes, p: ChunkerParams) -> list[bytes]:
 )
 def test_boundaries_do_not_depend_on_read_or_buffer_sizes(seed, size, read_sizes, buffer_size):
     data = _random(size, seed)
-    chunker = Chunker(TINY, buffer_size=buffer_size)  # buffer is at least 2 * max_size
+    chunker = Chunker(TINY, buffer_size=buffer_size)  # buffer is at least max_size + avg_size
     got = [bytes(c) for c in chunker.chunks(_reader(data, read_sizes))]
     assert b"".join(got) == data
     assert got == _reference(data, TINY)
     assert all(len(c) <= TINY.max_size for c in got)
     assert all(len(c) >= TINY.min_size for c in got[:-1])
+
+
+def _readinto(data: bytes, sizes):
+    """A ``readinto(view)`` over ``data`` that fills at most the next size from ``sizes``."""
+    stream = io.BytesIO(data)
+    it = iter(sizes)
+
+    def readinto(view: memoryview) -> int:
+        k = next(it, len(view))
+        return stream.readinto(view[: max(1, min(len(view), k))])
+
+    return readinto
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    size=st.integers(0, 60_000),
+    read_sizes=st.lists(st.integers(1, 20_000), max_size=40),
+    hint_error=st.sampled_from([None, 0, -1, 1, -5000, 5000, -100_000]),
+    buffer_size=st.sampled_from([1, 9000, 20_000]),
+)
+def test_boundaries_do_not_depend_on_size_hint_or_readinto(seed, size, read_sizes, hint_error, buffer_size):
+    """A size hint (right, or wrong because the file changed) and reading into the chunker's
+    own buffers change how the stream is read, never the chunks."""
+    data = _random(size, seed)
+    hint = None if hint_error is None else max(0, size + hint_error)
+    chunker = Chunker(TINY, buffer_size=buffer_size)
+    via_read = [bytes(c) for c in chunker.chunks(_reader(data, read_sizes), size_hint=hint)]
+    via_into = [bytes(c) for c in chunker.chunks(None, size_hint=hint, readinto=_readinto(data, read_sizes))]
+    assert via_read == via_into == _reference(data, TINY)
+
+
+def test_small_file_buffer_is_sized_by_the_hint():
+    """A 10-byte file with a hint reads into an 11-byte buffer, not a multi-MiB one."""
+    asked = []
+
+    def readinto(view: memoryview) -> int:
+        asked.append(len(view))
+        return 0 if len(asked) > 1 else _fill(view, b"0123456789")
+
+    chunks = [bytes(c) for c in Chunker(ChunkerParams()).chunks(None, size_hint=10, readinto=readinto)]
+    assert chunks == [b"0123456789"] and asked[0] == 11 and max(asked) == 11
+
+
+def _fill(view: memoryview, data: bytes) -> int:
+    view[: len(data)] = data
+    return len(data)
 
 
 def test_streaming_large_input_with_small_buffer_matches_split():

@@ -23,6 +23,7 @@ from ebas.backup.changes import ChangePlan, plan_changes
 from ebas.backup.excludes import ExcludeMatcher
 from ebas.backup.fileread import FileReader
 from ebas.backup.fsmeta import OwnerNames, node_from_stat, read_extras, show_path
+from ebas.backup.heap import share_one_arena
 from ebas.errors import SourceError, UsageError
 from ebas.progress import NULL_PROGRESS, Progress
 from ebas.repo.pack import KIND_TREE
@@ -32,6 +33,9 @@ from ebas.repo.treeahead import TreeAhead
 
 MAX_ERRORS_KEPT = 1000
 PROGRESS_BATCH = 256  # unchanged files reported to the progress receiver together
+
+# at import, before any thread (the key derivation's included) takes an arena of its own
+share_one_arena()
 
 
 @dataclass

@@ -10,6 +10,7 @@ restored as holes. A file that changes while it is read is read again (up to
 from __future__ import annotations
 
 import os
+import threading
 from collections import deque
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from ebas.repo.tree import Node
 
 RETRIES = 2
 BATCH = 4 * 1024 * 1024
-MAX_PENDING = 4
+MAX_PENDING = 1  # batches of one file queued for the blob pool (each pins its read buffers)
 
 
 @dataclass
@@ -51,13 +52,18 @@ class FileReader:
         self.params = params
         self.chunker = Chunker(params, seed=chunker_seed(repo.master) if params.keyed else None)
         self.pool = pool
+        self._fanout = threading.Semaphore(1)  # files whose batches go to the pool at once
 
-    def _store_chunks(self, read, block_size: int) -> tuple[bytes, int, int]:
+    def _store_chunks(self, read, block_size: int, size_hint: int | None = None,
+                      readinto=None) -> tuple[bytes, int, int]:
         """Chunk a stream and store each chunk; returns (ids, total bytes, chunk count).
 
         Chunks are stored in batches of ``BATCH`` bytes; a file larger than one batch has
         its batches hashed, compressed and encrypted in parallel on ``self.pool`` (zstd
-        and BLAKE3 release the GIL), while this thread keeps reading and cutting.
+        and BLAKE3 release the GIL), while this thread keeps reading and cutting. One
+        file at a time fans out like this: every queued batch holds its read buffers, and
+        a second large file read at the same time is stored by its own reader thread
+        (the cores are busy either way).
         """
         ids = bytearray()
         total = 0
@@ -65,21 +71,28 @@ class FileReader:
         batch: list = []
         size = 0
         pending: deque = deque()
-        for chunk in self.chunker.chunks(read, block_size):
-            batch.append(chunk)
-            size += len(chunk)
-            count += 1
-            if size >= BATCH:
-                total += size
-                if self.pool is None:
-                    ids += self._put_batch(batch)
-                else:
-                    pending.append(self.pool.submit(self._put_batch, batch))
-                    while len(pending) > MAX_PENDING:
-                        ids += pending.popleft().result()
-                batch, size = [], 0
-        while pending:
-            ids += pending.popleft().result()
+        fanout = None  # None: not decided yet; True: this file uses the pool
+        try:
+            for chunk in self.chunker.chunks(read, block_size, size_hint, readinto):
+                batch.append(chunk)
+                size += len(chunk)
+                count += 1
+                if size >= BATCH:
+                    total += size
+                    if fanout is None:
+                        fanout = self.pool is not None and self._fanout.acquire(blocking=False)
+                    if fanout:
+                        pending.append(self.pool.submit(self._put_batch, batch))
+                        while len(pending) > MAX_PENDING:
+                            ids += pending.popleft().result()
+                    else:
+                        ids += self._put_batch(batch)
+                    batch, size = [], 0
+            while pending:
+                ids += pending.popleft().result()
+        finally:
+            if fanout:
+                self._fanout.release()
         if batch:
             total += size
             ids += self._put_batch(batch)
@@ -140,7 +153,8 @@ class FileReader:
         extents = data_extents(fd, st.st_size) if looks_sparse(st) else None
         if extents is None:
             os.lseek(fd, 0, os.SEEK_SET)
-            ids, total, _ = self._store_chunks(lambda n: os.read(fd, n), block)
+            ids, total, _ = self._store_chunks(lambda n: os.read(fd, n), block, st.st_size,
+                                               lambda view: os.readv(fd, (view,)))
             node.content, node.extents = ids, []
             node.size = total
             info.bytes_read += total
@@ -160,7 +174,16 @@ class FileReader:
                 pos += len(data)
                 return data
 
-            ids, total, count = self._store_chunks(read, block)
+            def readinto(view: memoryview, _fd=fd) -> int:
+                nonlocal pos
+                n = min(len(view), end - pos)
+                if n <= 0:
+                    return 0
+                got = os.preadv(_fd, (view[:n],), pos)
+                pos += got
+                return got
+
+            ids, total, count = self._store_chunks(read, block, length, readinto)
             all_ids += ids
             out.append((offset, total, count))
             info.bytes_read += total

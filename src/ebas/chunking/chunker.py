@@ -18,8 +18,9 @@ from ebas.chunking.params import ChunkerParams
 from ebas.errors import UsageError
 
 Reader = Callable[[int], bytes]
+ReadInto = Callable[[memoryview], int]
 
-DEFAULT_BUFFER = 8 * 1024 * 1024
+DEFAULT_BUFFER = 4 * 1024 * 1024
 
 
 class Chunker:
@@ -31,7 +32,9 @@ class Chunker:
 
     def __init__(self, params: ChunkerParams, buffer_size: int = DEFAULT_BUFFER, *, seed: bytes | None = None):
         self.params = params
-        self.buffer_size = max(buffer_size, 2 * params.max_size)
+        # room for the chunk carried over (at most max_size) and at least one average chunk
+        # more: every buffer then ends at least one complete chunk
+        self.buffer_size = max(buffer_size, params.max_size + params.avg_size)
         self._sbox: bytes | None = None
         if params.keyed:
             if seed is None:
@@ -39,16 +42,22 @@ class Chunker:
                                  hint="make the chunker with Repository.chunker()")
             self._sbox = gear_permutation(seed)
 
-    def chunks(self, read: Reader, block_size: int = 0) -> Iterator[memoryview]:
+    def chunks(self, read: Reader, block_size: int = 0, size_hint: int | None = None,
+               readinto: ReadInto | None = None) -> Iterator[memoryview]:
         """Yield consecutive chunks of the stream ``read`` (``read(n)`` returns up to ``n``
         bytes, ``b""`` at the end). ``block_size`` > 0 selects fixed-size blocks.
+
+        ``size_hint``, the expected length of the stream, keeps the read buffer of a small
+        file small; ``readinto(view)`` (fills ``view``, returns the byte count, 0 at the
+        end) replaces ``read`` for content-defined chunks so that each buffer is one
+        allocation of the same size. Neither changes the chunks.
 
         The yielded views stay valid after iteration moves on.
         """
         if block_size:
             yield from self._fixed(read, block_size)
         else:
-            yield from self._cdc(read)
+            yield from self._cdc(read, size_hint, readinto)
 
     def split(self, data: bytes, block_size: int = 0) -> list[memoryview]:
         """Chunks of an in-memory buffer (same boundaries as streaming it)."""
@@ -70,6 +79,7 @@ class Chunker:
             data = _read_full(read, want - len(carry))
             buf = carry + data if carry else data
             eof = len(data) < want - len(carry)
+            data = None  # not held while the chunks are out
             view = memoryview(buf)
             usable = len(buf) if eof else (len(buf) // block_size) * block_size
             for off in range(0, usable, block_size):
@@ -78,13 +88,18 @@ class Chunker:
             if eof:
                 return
 
-    def _cdc(self, read: Reader) -> Iterator[memoryview]:
+    def _cdc(self, read: Reader, size_hint: int | None = None, readinto: ReadInto | None = None) -> Iterator[memoryview]:
         p = self.params
-        carry = b""
+        carry: bytes | memoryview = b""
+        left = size_hint  # bytes the stream is expected to still hold
         while True:
-            data = _read_full(read, self.buffer_size - len(carry))
-            eof = len(data) < self.buffer_size - len(carry)
-            buf = bytes(carry) + bytes(data) if carry else bytes(data)
+            want = self.buffer_size - len(carry)
+            if left is not None and 0 <= left < want:
+                want = left + 1  # one byte more than expected: a short read proves the end
+            buf, got = _next_buffer(read, readinto, carry, want)
+            eof = got < want
+            if left is not None:
+                left -= got
             if not buf:
                 return
             view = memoryview(buf)
@@ -102,6 +117,31 @@ class Chunker:
                 return
             # the chunk touching the buffer end may be cut short: re-cut it with more data
             carry = view[last_start:]
+
+
+def _next_buffer(read: Reader, readinto: ReadInto | None, carry, want: int) -> tuple[bytes | bytearray, int]:
+    """``(carry + up to want new bytes, new byte count)`` as one object: one allocation
+    per buffer, and a large file's buffers all of one size (the allocator reuses them
+    instead of fragmenting)."""
+    if readinto is None:
+        data = _read_full(read, want)
+        got = len(data)
+        if carry:
+            return b"".join((carry, data)), got
+        return (data if type(data) is bytes else bytes(data)), got
+    keep = len(carry)
+    buf = bytearray(keep + want)
+    buf[:keep] = carry
+    got = 0
+    with memoryview(buf) as view:
+        while got < want:
+            n = readinto(view[keep + got :])
+            if not n:
+                break
+            got += n
+    if got < want:
+        del buf[keep + got :]
+    return buf, got
 
 
 def _read_full(read: Reader, n: int) -> bytes:

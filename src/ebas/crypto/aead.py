@@ -50,6 +50,19 @@ class Aead:
             raise UsageError(f"entropy returned {len(nonce)} bytes for a {NONCE_LEN}-byte nonce")
         return nonce + self._cipher.encrypt(nonce, memoryview(plaintext).cast("B"), bytes(aad))
 
+    def seal_into(self, plaintext: Buffer, aad: Buffer, out: Buffer) -> None:
+        """:meth:`seal` written into ``out`` (writable, exactly ``len(plaintext) + OVERHEAD``
+        bytes) instead of a new object: the same bytes, no copy (packs are built in place)."""
+        view = memoryview(out).cast("B")
+        plain = memoryview(plaintext).cast("B")
+        if view.nbytes != plain.nbytes + OVERHEAD:
+            raise UsageError(f"seal_into needs {plain.nbytes + OVERHEAD} bytes of room, got {view.nbytes}")
+        nonce = self._entropy.token_bytes(NONCE_LEN)
+        if len(nonce) != NONCE_LEN:
+            raise UsageError(f"entropy returned {len(nonce)} bytes for a {NONCE_LEN}-byte nonce")
+        view[:NONCE_LEN] = nonce
+        self._cipher.encrypt_into(nonce, plain, bytes(aad), view[NONCE_LEN:])
+
     def open(self, data: Buffer, aad: Buffer = b"") -> bytes:
         """Verify and decrypt what :meth:`seal` produced; ``IntegrityError`` on any failure."""
         view = memoryview(data)

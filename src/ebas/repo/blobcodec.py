@@ -19,6 +19,7 @@ CODEC_RAW = 0
 CODEC_ZSTD = 1
 
 SAMPLE = 64 * 1024
+_RAW, _ZSTD = bytes((CODEC_RAW,)), bytes((CODEC_ZSTD,))
 _MAX_OUTPUT = 1 << 31
 
 
@@ -66,8 +67,27 @@ class BlobCodec:
 
     def encode(self, blob_id: bytes, data) -> tuple[bytes, int]:
         """Stored bytes for a blob and the codec used."""
-        codec, payload = self.compress(data)
-        return self.aead.seal(bytes((codec,)) + payload, blob_id), codec
+        codec, plain = self.plaintext(data)
+        return self.aead.seal(plain, blob_id), codec
+
+    def plaintext(self, data) -> tuple[int, bytes]:
+        """``(codec, codec byte + payload)``: what :meth:`encode` encrypts, built with one
+        copy of ``data`` (or of its compressed form); ``stored_length`` of it is
+        ``len(plain) + OVERHEAD``. Seal it with ``aead.seal_into`` to encrypt in place."""
+        n = len(data)
+        if not self.compression or n < 64:
+            return CODEC_RAW, _RAW + data
+        cctx = self._cctx()
+        if n > 2 * SAMPLE:
+            mid = n // 2
+            sample = cctx.compress(data[mid : mid + SAMPLE])
+            if len(sample) > SAMPLE * 0.92:
+                return CODEC_RAW, _RAW + data
+        out = cctx.compress(data)
+        if len(out) < n * 0.97:
+            return CODEC_ZSTD, _ZSTD + out
+        del out
+        return CODEC_RAW, _RAW + data
 
     def decode(self, blob_id: bytes, stored, *, verify: bool = True) -> bytes:
         """Plaintext of a stored blob; raises ``IntegrityError`` if it fails any check."""

@@ -4,7 +4,9 @@ Steady-state memory is 28 bytes per blob: the first 16 bytes of the id (two uint
 arrays, sorted), a uint32 pack number, offset and stored length. Ids are keyed BLAKE3
 outputs, so a 128-bit prefix collision between two distinct blobs has probability about
 n^2 / 2^129 (10^-20 at a billion blobs); a read verifies the full id anyway. Blobs added
-since the last merge sit in a small dict that is merged into the sorted arrays in bulk.
+since the last merge sit in a small dict that is merged into the sorted arrays in bulk
+(at 16k-200k pending, an eighth of the table in between: a backup of many small files
+holds ~30 bytes per new blob, not ~200).
 See docs/format.md, "Dedup table".
 """
 
@@ -16,7 +18,9 @@ from bisect import bisect_left
 
 import numpy as np
 
-MERGE_AT = 200_000
+MERGE_AT = 200_000  # pending additions are merged at this many at most...
+MERGE_MIN = 16_384  # ...and at this many at least, or an eighth of the table if more: the
+# pending dict costs ~200 bytes a blob against 28 merged, and merging costs O(table)
 _KEYS = struct.Struct(">QQ").unpack_from  # (hi, lo) of an id in one call
 
 
@@ -75,7 +79,7 @@ class DedupTable:
             if blob_id in self._delta or self._find(blob_id) >= 0:
                 return
             self._delta[blob_id] = (self.pack_number(pack_id), offset, length)
-            if len(self._delta) >= MERGE_AT:
+            if len(self._delta) >= min(MERGE_AT, max(MERGE_MIN, len(self._hi) // 8)):
                 self._merge_delta()
 
     def add_segment(self, packs: list[bytes], entries: np.ndarray) -> None:

@@ -43,6 +43,14 @@ ENTRY_DTYPE = np.dtype(
 assert ENTRY_DTYPE.itemsize == 52
 
 
+def entries_array(entries: list) -> np.ndarray:
+    """The index entries of one pack's ``PackEntry`` list (pack number 0): 52 bytes a blob."""
+    arr = np.zeros(len(entries), ENTRY_DTYPE)
+    for i, e in enumerate(entries):
+        arr[i] = (e.blob_id, 0, e.kind, e.codec, 0, e.offset, e.length, e.raw_length)
+    return arr
+
+
 @dataclass
 class IndexSegment:
     """One index segment: packs and the blobs they hold, as parallel arrays."""
@@ -52,16 +60,17 @@ class IndexSegment:
     supersedes: list[bytes] = field(default_factory=list)
 
     @classmethod
-    def from_packs(cls, packs: dict[bytes, list], supersedes: list[bytes] | None = None) -> "IndexSegment":
-        """Build a segment from ``{pack_id: [PackEntry, ...]}``."""
+    def from_packs(cls, packs: dict[bytes, list | np.ndarray], supersedes: list[bytes] | None = None) -> "IndexSegment":
+        """Build a segment from ``{pack_id: [PackEntry, ...]}`` (or :func:`entries_array`
+        arrays in place of the lists)."""
         pack_ids = list(packs)
-        n = sum(len(v) for v in packs.values())
-        arr = np.zeros(n, ENTRY_DTYPE)
-        i = 0
+        parts = []
         for pno, pid in enumerate(pack_ids):
-            for e in packs[pid]:
-                arr[i] = (e.blob_id, pno, e.kind, e.codec, 0, e.offset, e.length, e.raw_length)
-                i += 1
+            part = packs[pid]
+            part = part.copy() if isinstance(part, np.ndarray) else entries_array(part)
+            part["pack"] = pno
+            parts.append(part)
+        arr = np.concatenate(parts) if parts else np.zeros(0, ENTRY_DTYPE)
         return cls(pack_ids, arr, list(supersedes or []))
 
     def encode(self, aead) -> bytes:

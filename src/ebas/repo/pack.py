@@ -17,6 +17,7 @@ from __future__ import annotations
 import struct
 from dataclasses import dataclass
 
+from ebas.crypto.aead import OVERHEAD as HEADER_OVERHEAD
 from ebas.errors import IntegrityError
 
 MAGIC = b"EBASPK01"
@@ -33,9 +34,10 @@ KIND_TREE = 1
 KIND_NAMES = {KIND_DATA: "data", KIND_TREE: "tree"}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class PackEntry:
-    """Where one blob lives inside a pack."""
+    """Where one blob lives inside a pack (slotted: a backup holds one per new blob until
+    its pack is indexed)."""
 
     blob_id: bytes
     kind: int
@@ -61,6 +63,11 @@ def pack_id_from_name(name: str) -> bytes:
     if len(pid) != 32 or pack_name(pid) != name:
         raise IntegrityError(f"{name!r} is not a pack name (packs live at data/<2 hex>/<64 hex>)")
     return pid
+
+
+def header_length(count: int) -> int:
+    """Bytes that :func:`encode_header` appends to a pack of ``count`` blobs."""
+    return HEAD.size + count * ENTRY.size + HEADER_OVERHEAD + TRAILER.size
 
 
 def encode_header(aead, entries: list[PackEntry]) -> bytes:

@@ -10,8 +10,11 @@ Ordering rules (docs/format.md, "Write order"):
    (:meth:`adopt_unindexed_packs`) by reading their headers, not uploaded again.
 3. The snapshot is written last (:meth:`commit`): it is the single commit point.
 
-``put_blob`` is thread-safe; callers hash, compress and encrypt in their own threads,
-and only the append to the open pack is serialised.
+``put_blob`` is thread-safe; callers hash and compress in their own threads, and the
+blob is encrypted straight into its place in the open pack under the session lock
+(AES-GCM holds the GIL anyway). Packs are built in a few reused buffers
+(:mod:`ebas.repo.packbuf`): the two open packs and one per upload thread, so a session's
+pack memory is bounded and the writers wait while every buffer is uploading.
 """
 
 from __future__ import annotations
@@ -20,9 +23,12 @@ import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
+import numpy as np
+
+from ebas.crypto.aead import OVERHEAD
 from ebas.crypto.ids import pack_id as hash_pack
 from ebas.errors import EbasError, IntegrityError
-from ebas.repo.index import IndexSegment, segment_name
+from ebas.repo.index import IndexSegment, entries_array, segment_name
 from ebas.repo.pack import (
     KIND_DATA,
     KIND_TREE,
@@ -33,6 +39,7 @@ from ebas.repo.pack import (
     pack_name,
     read_pack_header,
 )
+from ebas.repo.packbuf import PackBuffer, PackBufferPool
 from ebas.repo.prunestate import condemned_packs
 
 
@@ -64,16 +71,17 @@ class WriteSession:
         self.checkpoint_packs = checkpoint_packs
         self.stats = SessionStats()
         self._lock = threading.Lock()
+        self._room = threading.Condition(self._lock)  # a pack buffer was given back
         self._pending: set[bytes] = set()
         # one open pack per class: trees apart from file data, so that a walk of the trees
         # (incremental backup, prune, check, catalog) reads dense tree packs, not data
-        self._bufs: dict[int, bytearray] = {KIND_DATA: bytearray(), KIND_TREE: bytearray()}
-        self._open: dict[int, list[PackEntry]] = {KIND_DATA: [], KIND_TREE: []}
-        self._unindexed: dict[bytes, list[PackEntry]] = {}
+        self._open: dict[int, PackBuffer | None] = {KIND_DATA: None, KIND_TREE: None}
+        self._unindexed: dict[bytes, np.ndarray] = {}
         # a store that takes one write at a time (tape) gets one upload thread, so a pack's
         # header is read back before the next pack is written (no trip back to a cartridge)
         upload_threads = max(1, min(upload_threads, repo.store.capabilities.parallel_writes))
-        self._slots = threading.Semaphore(upload_threads + 1)
+        # packs in memory: the two open ones and one per upload thread (back-pressure beyond)
+        self._buffers = PackBufferPool(self.pack_size + _slack(repo), upload_threads + 2)
         self._pool = ThreadPoolExecutor(upload_threads, thread_name_prefix="ebas-upload")
         self._futures: list[Future] = []
         self._failed: BaseException | None = None
@@ -91,24 +99,14 @@ class WriteSession:
                 return bid, False
             self._pending.add(bid)
         try:
-            stored, codec = self.repo.codec.encode(bid, data)
+            codec, plain = self.repo.codec.plaintext(data)
+            aead = self.repo.codec.aead
+            self._append(bid, kind, codec, len(plain) + OVERHEAD, len(data),
+                         lambda out: aead.seal_into(plain, bid, out))
         except BaseException:
             with self._lock:
                 self._pending.discard(bid)
             raise
-        sealed = None
-        cls = KIND_TREE if kind == KIND_TREE else KIND_DATA
-        with self._lock:
-            buf = self._bufs[cls]
-            self._open[cls].append(PackEntry(bid, kind, codec, len(buf), len(stored), len(data)))
-            buf += stored
-            self.stats.blobs_new += 1
-            self.stats.bytes_raw_new += len(data)
-            self.stats.bytes_stored_new += len(stored)
-            if len(buf) >= self.pack_size:
-                sealed = self._take_pack_locked(cls)
-        if sealed is not None:
-            self._submit(*sealed)
         return bid, True
 
     def put_stored(self, blob_id: bytes, kind: int, codec: int, stored, raw_length: int) -> bool:
@@ -117,43 +115,83 @@ class WriteSession:
         already holds it. The caller has verified ``stored`` (``codec.decode``)."""
         if self._failed is not None:
             raise self._failed
-        sealed = None
-        cls = KIND_TREE if kind == KIND_TREE else KIND_DATA
         with self._lock:
             if blob_id in self._pending:
                 return False
             self._pending.add(blob_id)
-            buf = self._bufs[cls]
-            self._open[cls].append(PackEntry(blob_id, kind, codec, len(buf), len(stored), raw_length))
-            buf += stored
-            self.stats.blobs_new += 1
-            self.stats.bytes_raw_new += raw_length
-            self.stats.bytes_stored_new += len(stored)
-            if len(buf) >= self.pack_size:
-                sealed = self._take_pack_locked(cls)
-        if sealed is not None:
-            self._submit(*sealed)
+        try:
+            self._append(blob_id, kind, codec, len(stored), raw_length, lambda out: out.__setitem__(slice(None), stored))
+        except BaseException:
+            with self._lock:
+                self._pending.discard(blob_id)
+            raise
         return True
 
-    def _take_pack_locked(self, cls: int) -> tuple[bytes, list[PackEntry]] | None:
-        entries = self._open[cls]
-        if not entries:
-            return None
-        data = self._bufs[cls]
-        data += encode_header(self.repo.aead, entries)
-        self._bufs[cls] = bytearray()  # ``data`` is handed over, never mutated again: no copy
-        self._open[cls] = []
-        return data, entries
+    def _append(self, bid: bytes, kind: int, codec: int, length: int, raw_length: int, fill) -> None:
+        """Write one blob of ``length`` stored bytes into the open pack of its class with
+        ``fill(view)``; seal and upload the pack when it reaches the pack size. Encryption
+        runs under the lock: it holds the GIL anyway, and the blob lands in place."""
+        cls = KIND_TREE if kind == KIND_TREE else KIND_DATA
+        with self._lock:
+            pack = self._room_for_locked(cls, length)
+            offset = pack.used
+            out = pack.reserve(length)
+            try:
+                fill(out)
+            except BaseException:
+                pack.used = offset  # nothing after it: the lock is held
+                raise
+            finally:
+                out.release()
+            pack.entries.append(PackEntry(bid, kind, codec, offset, length, raw_length))
+            self.stats.blobs_new += 1
+            self.stats.bytes_raw_new += raw_length
+            self.stats.bytes_stored_new += length
+            if pack.used >= self.pack_size:
+                self._seal_locked(cls)
 
-    def _submit(self, data: bytes, entries: list[PackEntry]) -> None:
-        self._slots.acquire()  # back-pressure: at most upload_threads+1 packs in memory
-        try:
-            self._futures.append(self._pool.submit(self._upload, data, entries))
-        except BaseException:
-            self._slots.release()
-            raise
+    def _room_for_locked(self, cls: int, length: int) -> PackBuffer:
+        """The open pack of ``cls`` with room for ``length`` more bytes: the current one,
+        or a new one after sealing it (waits while every pack buffer is in use)."""
+        while True:
+            if self._failed is not None:
+                raise self._failed
+            pack = self._open[cls]
+            if pack is not None:
+                if pack.fits(length):
+                    return pack
+                if pack.entries:
+                    self._seal_locked(cls)  # the blob starts the next pack
+                    continue
+                self._open[cls] = None  # an empty buffer too small for this blob
+                self._buffers.give(pack)
+            pack = self._buffers.take(length)
+            if pack is None:
+                self._room.wait()
+                continue
+            self._open[cls] = pack
 
-    def _upload(self, data: bytes, entries: list[PackEntry]) -> None:
+    def _seal_locked(self, cls: int) -> None:
+        """Close the open pack of ``cls`` with its header and start its upload."""
+        pack = self._open[cls]
+        self._open[cls] = None
+        if pack is None:
+            return
+        if not pack.entries:
+            self._buffers.give(pack)
+            return
+        header = encode_header(self.repo.aead, pack.entries)
+        end = pack.used + len(header)
+        if end > pack.capacity:  # cannot happen: fits() kept room for the header
+            raise IntegrityError("pack header does not fit its buffer")
+        pack.view[pack.used : end] = header
+        pack.used = end
+        # never blocks (packs in memory are bounded by the buffer pool), so safe under the lock
+        self._futures.append(self._pool.submit(self._upload, pack))
+
+    def _upload(self, pack: PackBuffer) -> None:
+        data = pack.view[: pack.used]
+        entries = pack.entries
         try:
             pid = hash_pack(data)
             name = pack_name(pid)
@@ -163,11 +201,12 @@ class WriteSession:
                 raise IntegrityError(f"pack {pid.hex()[:16]} did not read back as written",
                                      hint="the store may be faulty; run 'ebas check --read-data'")
             checkpoint = None
+            listed = entries_array(entries)  # 52 bytes a blob until the next index segment
             with self._lock:
                 for e in entries:
                     self.table.add(e.blob_id, pid, e.offset, e.length)
                     self._pending.discard(e.blob_id)
-                self._unindexed[pid] = entries
+                self._unindexed[pid] = listed
                 self.stats.packs_written += 1
                 if len(self._unindexed) >= self.checkpoint_packs:
                     checkpoint = self._unindexed
@@ -175,13 +214,17 @@ class WriteSession:
             if checkpoint:
                 self._write_segment(checkpoint)
         except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
-            if self._failed is None:
-                self._failed = exc
+            with self._lock:
+                if self._failed is None:
+                    self._failed = exc
             raise
         finally:
-            self._slots.release()
+            data.release()
+            with self._lock:
+                self._buffers.give(pack)
+                self._room.notify_all()
 
-    def _write_segment(self, packs: dict[bytes, list[PackEntry]]) -> str:
+    def _write_segment(self, packs: dict[bytes, np.ndarray]) -> str:
         stored = IndexSegment.from_packs(packs).encode(self.repo.aead)
         name = segment_name(stored)
         self.repo.store.put(name, stored)
@@ -192,12 +235,10 @@ class WriteSession:
     # ------------------------------------------------------------ lifecycle
     def flush(self) -> None:
         """Upload the open pack, wait for all uploads, and index every uploaded pack."""
-        for cls in (KIND_DATA, KIND_TREE):
-            with self._lock:
-                sealed = self._take_pack_locked(cls)
-            if sealed is not None:
-                self._submit(*sealed)
-        futures, self._futures = self._futures, []
+        with self._lock:
+            for cls in (KIND_DATA, KIND_TREE):
+                self._seal_locked(cls)
+            futures, self._futures = self._futures, []
         for f in futures:
             try:
                 f.result()
@@ -220,6 +261,12 @@ class WriteSession:
         if not self.closed:
             self.closed = True
             self._pool.shutdown(wait=True)
+            with self._lock:
+                for cls in (KIND_DATA, KIND_TREE):  # unflushed data is dropped
+                    pack, self._open[cls] = self._open[cls], None
+                    if pack is not None:
+                        self._buffers.give(pack)
+                self._buffers.close()
 
     def __enter__(self) -> "WriteSession":
         return self
@@ -252,7 +299,16 @@ class WriteSession:
             with self._lock:
                 for e in entries:
                     self.table.add(e.blob_id, pid, e.offset, e.length)
-                self._unindexed[pid] = entries
+                self._unindexed[pid] = entries_array(entries)
                 self.stats.packs_adopted += 1
             adopted += 1
         return adopted
+
+
+def _slack(repo) -> int:
+    """Room in a pack buffer beyond the pack size: the largest chunk the chunker cuts
+    (a pack is sealed once it reaches the pack size, so it can end one blob past it), and
+    its header."""
+    chunker = getattr(repo.config, "chunker", None)
+    largest = getattr(chunker, "max_size", 0) or (4 << 20)
+    return largest + (1 << 20)
