@@ -36,7 +36,7 @@ __all__ = [
     "BackupOptions", "BackupResult", "Change", "ChunkerParams", "ForgetResult", "KdfParams", "PruneResult",
     "Repository", "RestoreResult", "RetentionPolicy", "Snapshot", "add_hold", "backup", "catalog", "diff", "forget",
     "init_repository", "list_holds", "ls", "open_repository", "parse_duration", "prune", "release_hold",
-    "repository_stats", "restore", "set_min_retention",
+    "repository_stats", "restore", "set_min_retention", "transfer",
 ]
 
 
@@ -136,6 +136,18 @@ def repository_stats(repo: Repository, *, reclaimable: bool = False) -> dict:
             out.update({k: plan[k] for k in ("reclaimable_bytes", "unused_bytes", "live_bytes", "referenced_blobs",
                                              "packs_delete", "packs_repack", "packs_pending_delete")})
     return out
+
+
+def transfer(src_url: str, dst_url: str, *, name: str | None = None, streams: int = 4,
+             part_size: int = 16 * 1024 * 1024, bwlimit: str | float | None = None, window: str | None = None,
+             prefix: str = "", progress=None, journal_dir: str | None = None, **options):
+    """Copy every object under ``prefix`` from store ``src_url`` to ``dst_url`` as a named,
+    journalled, resumable job; a :class:`ebas.transfer.engine.TransferResult`. See
+    :func:`ebas.transfer.jobs.transfer` for the options (``verify``, ``link``, ``clock`` ...)."""
+    from ebas.transfer.jobs import transfer as _transfer
+
+    return _transfer(src_url, dst_url, name=name, streams=streams, part_size=part_size, bwlimit=bwlimit,
+                     window=window, prefix=prefix, progress=progress, journal_dir=journal_dir, **options)
 
 
 def catalog(repo: Repository, location: str | None = None, *, site: str | None = None):

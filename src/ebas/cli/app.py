@@ -128,6 +128,7 @@ def _register() -> None:
     for mod in (cmd_backup, cmd_restore, cmd_snapshots, cmd_keys, cmd_maint, cmd_catalog, cmd_retention, cmd_prune,
                 cmd_copy):
         mod.register(cli)
+    __import__("ebas.cli.cmd_transfer").cli.cmd_transfer.register(cli)
 
 
 _register()
