@@ -11,7 +11,6 @@ from ebas.runtime import FakeClock, FakeEntropy
 from ebas.storage.backends.memory import MemoryStore
 
 _counter = itertools.count()
-KiB = 1024
 
 
 @pytest.fixture
@@ -37,18 +36,3 @@ def names():
     yield make
     for n in made:
         MemoryStore.drop_namespace(n)
-
-
-def fill(store, objects: dict[str, int], seed: int = 1) -> dict[str, bytes]:
-    """Put objects of the given sizes with distinct pseudo-random bytes; their content."""
-    out = {}
-    for i, (name, size) in enumerate(sorted(objects.items())):
-        data = os.urandom(size) if seed is None else bytes((j * 31 + i * 7 + seed) % 251 for j in range(size))
-        store.put(name, data)
-        out[name] = data
-    return out
-
-
-def content(store) -> dict[str, bytes]:
-    """Every object of a store with its bytes."""
-    return {o.name: store.get(o.name) for o in store.list()}

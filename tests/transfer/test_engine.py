@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import KiB, content, fill
+from transfer_helpers import KiB, content, fill
 
 from ebas.errors import PermissionDenied, TransientStoreError
 from ebas.progress import Tracker
