@@ -145,3 +145,24 @@ def test_shared_link_splits_the_rate_between_streams():
         t.join()
     rate = 20 * MiB / (time.monotonic() - t0)
     assert 0.95 * 40 * MiB <= rate <= 1.05 * 40 * MiB, rate / MiB
+
+
+def test_wall_clock_jumping_back_rereads_the_timetable():
+    clock = clock_at("2026-11-30T18:30:00")  # Monday evening: unlimited
+    link = Link(Timetable.parse("Mon-Fri 08:00-18:00 1MiB/s; else unlimited"), clock=clock, tz=timezone.utc)
+    assert math.isinf(link.rate)
+    clock._ns -= 3600 * 10**9  # NTP steps the wall clock back an hour: 17:30, office hours
+    assert link.rate == MiB
+    store = ThrottledStore(MemoryStore(), link)
+    t0 = clock.monotonic()
+    store.put("a", b"j" * (2 * MiB))
+    # at most one bucket depth (a tenth of a second at the new rate) goes without waiting
+    assert clock.monotonic() - t0 == pytest.approx(1.9, rel=1e-3)
+
+
+def test_wall_clock_jumping_forward_past_a_boundary():
+    clock = clock_at("2026-11-30T17:00:00")
+    link = Link(Timetable.parse("Mon-Fri 08:00-18:00 1MiB/s; else unlimited"), clock=clock, tz=timezone.utc)
+    assert link.rate == MiB
+    clock._ns += 2 * 3600 * 10**9  # wall clock only: 19:00
+    assert math.isinf(link.rate)

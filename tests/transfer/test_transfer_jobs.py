@@ -165,3 +165,15 @@ def test_status_and_cancel_from_another_process(tmp_path):
     assert st.state == "cancelled"
     assert not (tmp_path / "dst").exists() or FileStore(tmp_path / "dst").uploads() == []
     assert not (tmp_path / "dst" / "big").exists()
+
+
+def test_status_of_a_job_whose_process_died_is_interrupted(tmp_path):
+    from ebas.transfer.journal import Journal
+
+    j = Journal(str(tmp_path / "j"))
+    job = j.create_job("dead", "a", "b", {}, 1.0)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    j.start_run(job.id, 2.0, dead.pid, 100, 10)
+    st = jobs.status("dead", journal_dir=str(tmp_path / "j"))
+    assert st.state == "interrupted" and st.bytes_done == 10 and st.eta_s is None

@@ -259,12 +259,12 @@ class TransferEngine:
         return self._digest(self.dst, name, size) == self._source_digest(name, size)
 
     def _send_small(self, name: str, size: int) -> str:
-        data = self.src.get(name)
-        if len(data) != size:
-            raise SourceChanged(f"source object is now {len(data)} bytes, was {size} when listed")
-        digest = blake3(data).hexdigest()
         with self._slots:
             self._check_cancel()
+            data = self.src.get(name)
+            if len(data) != size:
+                raise SourceChanged(f"source object is now {len(data)} bytes, was {size} when listed")
+            digest = blake3(data).hexdigest()
             self.dst.put(name, data)
         self._count(size, size)
         return digest
@@ -287,11 +287,11 @@ class TransferEngine:
         def send(i: int) -> None:
             lo = (i - 1) * ps
             n = min(ps, size - lo)
-            data = self.src.get(name, lo, n)
-            if len(data) != n:
-                raise SourceChanged(f"source object is shorter than the {size} bytes listed")
-            with self._slots:
+            with self._slots:  # read inside the slot: at most ``streams`` parts in memory
                 self._check_cancel()
+                data = self.src.get(name, lo, n)
+                if len(data) != n:
+                    raise SourceChanged(f"source object is shorter than the {size} bytes listed")
                 self.dst.upload_part(uid, i, data)
             self.journal.add_part(jid, uid, i, n, blake3(data).hexdigest())
             self._count(n, n)

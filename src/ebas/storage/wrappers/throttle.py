@@ -8,7 +8,9 @@ on the same ``Link`` shares its rate. Writes pay before the bytes leave (``put``
 is known only then), so a read puts the bucket in debt and the next caller waits.
 
 Bytes are taken in slices of at most ``Link.SLICE`` so that a long transfer sees a
-timetable boundary, a pause (rate 0) or a live ``set_rate`` within one slice. The bucket
+timetable boundary, a pause (rate 0) or a live ``set_rate`` within one slice. A wall
+clock that jumps (forwards past a boundary, or backwards) makes the timetable be read
+again at the next slice; the bucket itself runs on monotonic time and never sees a jump. The bucket
 starts empty: a new link does not open with a burst of one bucket depth, so a short run
 already holds the limit. While the rate is 0 (``off`` in a timetable, or paused), a
 caller sleeps until the timetable's next change (or polls every ``pause_poll`` seconds
@@ -51,6 +53,7 @@ class Link:
         self.pause_poll = pause_poll
         self._lock = threading.Lock()
         self._next_change: float | None = None  # wall seconds of the timetable's next boundary
+        self._evaluated_at = 0.0  # wall seconds when the timetable was last read (a jump back re-reads it)
         now = self.clock.monotonic()
         first = self._scheduled_rate() if self.timetable else float(rate)
         self.bucket = TokenBucket(first, burst, now=now)
@@ -77,6 +80,7 @@ class Link:
 
     def _scheduled_rate(self) -> float:
         assert self.timetable is not None
+        self._evaluated_at = self.clock.now()
         when = self._wall()
         nxt = self.timetable.next_change(when)
         self._next_change = None if nxt is None else nxt.timestamp()
@@ -86,10 +90,12 @@ class Link:
         if self.timetable is None:
             return
         with self._lock:
-            if self._next_change is None or self.clock.now() < self._next_change:
+            now = self.clock.now()
+            jumped_back = now < self._evaluated_at
+            if not jumped_back and (self._next_change is None or now < self._next_change):
                 return
             rate = self._scheduled_rate()
-            self.bucket.set_rate(rate, now=self.clock.monotonic())
+            self.bucket.set_rate(rate, now=self.clock.monotonic(), burst=TokenBucket._default_burst(rate))
 
     @property
     def rate(self) -> float:
@@ -99,8 +105,9 @@ class Link:
 
     def set_rate(self, rate: float) -> None:
         """Override the rate from now on (an adaptive controller, a pause); the timetable,
-        if any, takes over again at its next boundary."""
-        self.bucket.set_rate(rate, now=self.clock.monotonic())
+        if any, takes over again at its next boundary. The depth follows the rate (a tenth
+        of a second of it), so a lower rate does not inherit the burst of a higher one."""
+        self.bucket.set_rate(rate, now=self.clock.monotonic(), burst=TokenBucket._default_burst(rate))
 
     # ------------------------------------------------------------------ paying
     def take(self, n: int) -> None:
