@@ -26,7 +26,7 @@ def transfer_group():
 
     \b
     ebas transfer SRC DST [--streams N] [--part-size SIZE] [--bwlimit RATE|TIMETABLE]
-                          [--window 22:00-06:00] [--name NAME] [--json]
+                          [--window 22:00-06:00] [--adaptive] [--name NAME] [--json]
     ebas transfer list | status JOB | resume JOB | cancel JOB
 
     SRC and DST are store URLs or paths. Jobs are journalled (EBAS_TRANSFER_DIR, default
@@ -82,16 +82,18 @@ def _report(env, res) -> None:
 @click.option("--prefix", default="", help="only objects whose names start with this")
 @click.option("--verify", type=click.Choice(["sent", "readback"]), default="sent", show_default=True,
               help="readback reads every object back from DST (twice the traffic)")
+@click.option("--adaptive", is_flag=True, help="back off when the link's queueing delay rises (other traffic), "
+              "climb back when it is idle; --bwlimit is then the ceiling")
 @json_option
 @click.pass_context
-def start_cmd(ctx, src, dst, streams, part_size, bwlimit, window, name, prefix, verify):
+def start_cmd(ctx, src, dst, streams, part_size, bwlimit, window, name, prefix, verify, adaptive):
     """Copy every object of SRC (under --prefix) to DST."""
     from ebas.transfer.jobs import transfer
     from ebas.units import parse_size
 
     env = get_env(ctx)
     res = transfer(src, dst, name=name, streams=streams, part_size=parse_size(part_size), bwlimit=bwlimit,
-                   window=window, prefix=prefix, verify=verify, progress=_progress(env))
+                   window=window, prefix=prefix, verify=verify, adaptive=adaptive, progress=_progress(env))
     _report(env, res)
 
 

@@ -153,7 +153,9 @@ class TransferEngine:
         self.progress.advance(items=res.objects_present, bytes=done_bytes)
         state = "done"
         try:
-            _all(self.streams, self._object, todo)
+            # twice as many object workers as streams: one object's listing check, second
+            # source read and complete overlap with another's sends (sends hold a stream slot)
+            _all(2 * self.streams, self._object, todo)
         except TransferCancelled:
             state = "cancelled"
         if state == "cancelled" or self.journal.state(jid) == "cancelling":

@@ -24,6 +24,7 @@ from ebas.runtime import SYSTEM_CLOCK, Clock, Entropy
 from ebas.storage.registry import open_store
 from ebas.storage.stack import build_stack
 from ebas.storage.wrappers.throttle import Link
+from ebas.transfer.adaptive import AdaptiveController
 from ebas.transfer.engine import DEFAULT_PART_SIZE, TransferEngine, TransferResult
 from ebas.transfer.journal import Job, Journal, default_journal_dir
 from ebas.units import parse_rate
@@ -63,18 +64,26 @@ def transfer(src_url: str, dst_url: str, *, name: str | None = None, streams: in
              part_size: int = DEFAULT_PART_SIZE, bwlimit: str | float | None = None, window: str | None = None,
              prefix: str = "", verify: str = "sent", progress: Progress | None = None,
              journal_dir: str | None = None, link: Link | None = None, clock: Clock | None = None,
-             entropy: Entropy | None = None, tz: tzinfo | None = None) -> TransferResult:
+             entropy: Entropy | None = None, tz: tzinfo | None = None, adaptive: bool = False) -> TransferResult:
     """Copy every object under ``prefix`` from ``src_url`` to ``dst_url`` as job ``name``.
 
     A job of that name with the same source, destination and prefix is continued (its
-    completed objects and parts are not sent again); with others it is refused."""
+    completed objects and parts are not sent again); with others it is refused.
+    ``adaptive`` lets :mod:`ebas.transfer.adaptive` set the rate from measured queueing
+    delay, never above a plain-rate ``bwlimit`` (not combined with timetables or windows)."""
     clock = clock or SYSTEM_CLOCK
     spec = link_spec(bwlimit, window)
+    if adaptive and spec is not None and not isinstance(spec, (int, float)):
+        try:
+            parse_rate(str(spec))
+        except UsageError:
+            raise UsageError("--adaptive works with a plain --bwlimit rate (its ceiling), not with a timetable or --window",
+                             hint="drop --adaptive, or give --bwlimit as one rate such as 50MiB/s") from None
     if link is None and spec is not None:
         link = Link.parse(spec, clock=clock, tz=tz)
     name = name or default_name(src_url, dst_url, prefix)
     options = {"streams": streams, "part_size": part_size, "bwlimit": bwlimit, "window": window,
-               "prefix": prefix, "verify": verify}
+               "prefix": prefix, "verify": verify, "adaptive": adaptive}
     journal = Journal(journal_dir or default_journal_dir())
     try:
         job = journal.find_job(name)
@@ -84,7 +93,8 @@ def transfer(src_url: str, dst_url: str, *, name: str | None = None, streams: in
             raise UsageError(f"transfer job {name!r} copies {job.src} to {job.dst}, not {src_url} to {dst_url}",
                              hint="choose another --name, or 'ebas transfer resume' the existing job")
         _refuse_running(journal, job)
-        return _run(journal, job, link=link, progress=progress, clock=clock, entropy=entropy, **_engine_opts(options))
+        return _run(journal, job, link=link, progress=progress, clock=clock, entropy=entropy, adaptive=adaptive,
+                    **_engine_opts(options))
     finally:
         journal.close()
 
@@ -106,7 +116,8 @@ def resume(name: str, *, journal_dir: str | None = None, progress: Progress | No
         spec = link_spec(options.get("bwlimit"), options.get("window"))
         if link is None and spec is not None:
             link = Link.parse(spec, clock=clock, tz=tz)
-        return _run(journal, job, link=link, progress=progress, clock=clock, entropy=entropy, **_engine_opts(options))
+        return _run(journal, job, link=link, progress=progress, clock=clock, entropy=entropy,
+                    adaptive=bool(options.get("adaptive")), **_engine_opts(options))
     finally:
         journal.close()
 
@@ -121,15 +132,35 @@ def _refuse_running(journal: Journal, job: Job) -> None:
                          hint=f"'ebas transfer status {job.name}' shows it; 'ebas transfer cancel {job.name}' stops it")
 
 
-def _run(journal: Journal, job: Job, *, link: Link | None, progress, clock, entropy, **opts) -> TransferResult:
+def _run(journal: Journal, job: Job, *, link: Link | None, progress, clock, entropy, adaptive: bool = False,
+         **opts) -> TransferResult:
+    if adaptive and link is None:
+        link = Link(math.inf, clock=clock)
     src = build_stack(open_store(job.src), clock=clock, entropy=entropy)
     dst = build_stack(open_store(job.dst), clock=clock, entropy=entropy, link=link)
+    controller = None
+    if adaptive:
+        controller = AdaptiveController(link, _prober(dst), max_rate=link.rate, clock=clock).start()
     try:
         engine = TransferEngine(src, dst, journal, job, clock=clock, entropy=entropy, progress=progress, **opts)
         return engine.run()
     finally:
+        if controller is not None:
+            controller.stop()
         src.close()
         dst.close()
+
+
+def _prober(store):
+    """A round-trip probe: ``stat`` of a name that is never written, on the bare backend
+    (no retry wrapper, whose back-off would read as queueing)."""
+    while hasattr(store, "inner"):
+        store = store.inner
+
+    def probe() -> None:
+        store.exists("ebas-transfer-probe/none")
+
+    return probe
 
 
 @dataclass(frozen=True)
