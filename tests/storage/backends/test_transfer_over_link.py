@@ -4,6 +4,7 @@ part per stream per cut."""
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
@@ -76,3 +77,65 @@ def test_s3_transfer_through_a_cut_link_is_byte_exact(moto, s3_bucket, tmp_path,
     print(f"streams={streams} cuts={cuts} resent={resent / MiB:.2f} MiB")
     # HTTP headers are a few KiB; what remains is what the cuts cost
     assert resent <= cuts * streams * PART + 1 * MiB, resent / MiB
+
+
+def test_adaptive_yields_to_a_competing_flow_and_climbs_back(moto, s3_bucket):
+    """Through one 2 MiB/s bottleneck (slow enough that the link, not the emulators, is
+    the bottleneck on a busy CI machine): an adaptive sender alone, then beside an unthrottled
+    bulk flow, then alone again. It leaves most of the link to the competitor and takes
+    the link back when the competitor stops."""
+    from ebas.storage.wrappers.throttle import Link, ThrottledStore
+    from ebas.transfer.adaptive import AdaptiveController
+
+    rate = 2 * MiB
+    with LinkEmulator(moto.port, rate=rate, delay=0.005, queue=int(rate * 0.5)) as em:
+        backend = open_s3(em.port, s3_bucket, unique("adapt"), read_timeout=10)
+        rival = open_s3(em.port, s3_bucket, unique("rival"), read_timeout=10)
+        link = Link(math.inf)
+        ours = ThrottledStore(backend, link)
+        ctl = AdaptiveController(link, lambda: backend.exists("ebas-transfer-probe/none"), target=0.05,
+                                 interval=0.1, start_rate=rate / 2, max_rate=2 * rate, min_rate=64 * 1024).start()
+        sent = {"ours": 0, "rival": 0}
+        stop = {"ours": threading.Event(), "rival": threading.Event()}
+        blob = os.urandom(MiB // 8)
+
+        lock = threading.Lock()
+
+        def pump(who, store):
+            i = 0
+            while not stop[who].is_set():
+                store.put(f"o{threading.get_ident()}-{i % 4}", blob)
+                with lock:
+                    sent[who] += len(blob)
+                i += 1
+
+        def phase(seconds):
+            before = dict(sent)
+            time.sleep(seconds)
+            return {k: (sent[k] - before[k]) / seconds for k in sent}
+
+        def start(who, store, n):
+            ts = [threading.Thread(target=pump, args=(who, store), daemon=True) for _ in range(n)]
+            for t in ts:
+                t.start()
+            return ts
+
+        mine = start("ours", ours, 2)
+        alone = phase(3.0)
+        rivals = start("rival", rival, 4)  # a bulk flow that can fill the link by itself
+        time.sleep(1.0)  # let the controller see the queue
+        shared = phase(3.0)
+        stop["rival"].set()
+        for t in rivals:
+            t.join()
+        time.sleep(1.5)  # climbing back
+        again = phase(2.0)
+        stop["ours"].set()
+        for t in mine:
+            t.join()
+        ctl.stop()
+    print(f"adaptive alone {alone['ours'] / MiB:.2f} MiB/s; shared ours {shared['ours'] / MiB:.2f} "
+          f"rival {shared['rival'] / MiB:.2f}; alone again {again['ours'] / MiB:.2f}")
+    assert shared["rival"] >= 2 * shared["ours"]  # the competitor keeps most of the link
+    assert again["ours"] >= 2 * shared["ours"]  # and the link is taken back when it is idle
+    assert alone["ours"] >= 0.4 * rate

@@ -7,7 +7,8 @@ on the same ``Link`` shares its rate. Writes pay before the bytes leave (``put``
 ``upload_part``, streamed ``write``); reads pay when the bytes have arrived (their size
 is known only then), so a read puts the bucket in debt and the next caller waits.
 
-Bytes are taken in slices of at most ``Link.SLICE`` so that a long transfer sees a
+Bytes are taken in slices of about 50 ms at the current rate (at most ``Link.SLICE``)
+so that a long transfer sees a
 timetable boundary, a pause (rate 0) or a live ``set_rate`` within one slice. A wall
 clock that jumps (forwards past a boundary, or backwards) makes the timetable be read
 again at the next slice; the bucket itself runs on monotonic time and never sees a jump. The bucket
@@ -113,8 +114,8 @@ class Link:
     def take(self, n: int) -> None:
         """Block (on the clock) until ``n`` bytes may be sent, in slices."""
         while n > 0:
-            piece = min(n, self.SLICE)
             self._follow_timetable()
+            piece = min(n, self._slice())
             wait = self.bucket.reserve(piece, now=self.clock.monotonic())
             if math.isinf(wait):  # paused: nothing taken, wait for the rate to change
                 self.clock.sleep(self._pause_wait())
@@ -124,6 +125,14 @@ class Link:
             n -= piece
             with self._lock:
                 self.bytes += piece
+
+    def _slice(self) -> int:
+        """About 50 ms of bytes at the current rate (16 KiB .. ``SLICE``): a wait computed
+        at a low rate stays short, so a rate raised meanwhile takes effect at once."""
+        rate = self.bucket.rate
+        if math.isinf(rate) or rate <= 0:
+            return self.SLICE
+        return int(min(self.SLICE, max(16 * 1024, rate * 0.05)))
 
     def _pause_wait(self) -> float:
         if self._next_change is not None:
