@@ -9,7 +9,11 @@ of incompressible packs of ``--object-mib``:
 * ``loopback``: a 1 Gbit/s limit between two memory stores without the emulator
   (engine plus throttle only), with the CPU time the process used;
 * ``cuts``: the link cut ``--cuts`` times during one transfer (4 streams): completes,
-  every object's bytes compared, bytes re-sent beyond the payload.
+  every object's bytes compared, bytes re-sent beyond the payload;
+* ``adaptive``: an adaptive sender (2 threads of 128 KiB puts) alone, then beside an
+  unthrottled 4-thread bulk flow, then alone again, through a slower link
+  (``--adaptive-rate-mbit``, where the link and not the emulators' CPU is the bottleneck):
+  the rate each gets per phase.
 
     .venv/bin/python bench/bench_transfer.py                       # 256 MiB per run
     .venv/bin/python bench/bench_transfer.py --size-mib 1024 --only streams,bwlimit --json-out bench/out/transfer.json
@@ -106,6 +110,70 @@ def check(src, moto_port, bucket, prefix) -> bool:
     return ok
 
 
+def adaptive(moto_port: int, bucket: str, rate: float) -> dict:
+    """Adaptive sender vs a bulk flow through one bottleneck; rates per phase."""
+    import math
+
+    from ebas.storage.backends.s3 import S3Store
+    from ebas.storage.wrappers.throttle import Link, ThrottledStore
+    from ebas.testing.link import LinkEmulator
+    from ebas.transfer.adaptive import AdaptiveController
+
+    def s3(port, prefix):
+        return S3Store.from_url(svc.s3_url(port, bucket, prefix), **svc.S3_KEYS, read_timeout=10)
+
+    with LinkEmulator(moto_port, rate=rate, delay=0.02, queue=int(rate * 0.5)) as em:
+        backend, rival = s3(em.port, svc.unique("ad")), s3(em.port, svc.unique("rv"))
+        link = Link(math.inf)
+        ours = ThrottledStore(backend, link)
+        ctl = AdaptiveController(link, lambda: backend.exists("ebas-transfer-probe/none"), target=0.05,
+                                 interval=0.1, start_rate=rate / 2, max_rate=2 * rate, min_rate=32 * 1024).start()
+        sent, lock = {"ours": 0, "rival": 0}, threading.Lock()
+        stop = {"ours": threading.Event(), "rival": threading.Event()}
+        blob = os.urandom(128 * 1024)
+
+        def pump(who, store):
+            i = 0
+            while not stop[who].is_set():
+                store.put(f"o{threading.get_ident()}-{i % 4}", blob)
+                with lock:
+                    sent[who] += len(blob)
+                i += 1
+
+        def start(who, store, n):
+            ts = [threading.Thread(target=pump, args=(who, store), daemon=True) for _ in range(n)]
+            for t in ts:
+                t.start()
+            return ts
+
+        def phase(seconds):
+            before = dict(sent)
+            time.sleep(seconds)
+            return {k: round((sent[k] - before[k]) / seconds / rate, 3) for k in sent}
+
+        mine = start("ours", ours, 2)
+        time.sleep(2)
+        alone = phase(5)
+        rivals = start("rival", rival, 4)
+        time.sleep(2)
+        shared = phase(8)
+        stop["rival"].set()
+        for t in rivals:
+            t.join()
+        t0 = time.monotonic()
+        while ctl.rate < 0.5 * rate and time.monotonic() - t0 < 30:
+            time.sleep(0.05)
+        climb = time.monotonic() - t0
+        again = phase(5)
+        stop["ours"].set()
+        for t in mine:
+            t.join()
+        ctl.stop()
+    return {"scenario": "adaptive", "link_Bps": rate, "alone_share": alone["ours"],
+            "shared_ours_share": shared["ours"], "shared_rival_share": shared["rival"],
+            "climb_back_to_half_link_s": round(climb, 2), "alone_again_share": again["ours"]}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size-mib", type=int, default=256)
@@ -114,7 +182,8 @@ def main() -> None:
     ap.add_argument("--rate-mbit", type=float, default=100.0)
     ap.add_argument("--rtt-ms", type=float, default=40.0)
     ap.add_argument("--cuts", type=int, default=10)
-    ap.add_argument("--only", default="streams,bwlimit,loopback,cuts")
+    ap.add_argument("--adaptive-rate-mbit", type=float, default=16.0)
+    ap.add_argument("--only", default="streams,bwlimit,loopback,cuts,adaptive")
     ap.add_argument("--json-out")
     args = ap.parse_args()
     only = set(args.only.split(","))
@@ -200,6 +269,8 @@ def main() -> None:
                 log({"scenario": "cuts", "cuts": em.cuts, "streams": 4, "state": res.state, "wall_s": round(wall, 2),
                      "resent_bytes": resent, "resent_parts": round(resent / part, 2),
                      "bound_parts": em.cuts * 4, "verified": check(src, moto.port, bucket, prefix)})
+        if "adaptive" in only:
+            log(adaptive(moto.port, bucket, args.adaptive_rate_mbit * 1e6 / 8))
     finally:
         moto.stop()
     text = json.dumps(out, indent=2)

@@ -166,3 +166,37 @@ def test_wall_clock_jumping_forward_past_a_boundary():
     assert link.rate == MiB
     clock._ns += 2 * 3600 * 10**9  # wall clock only: 19:00
     assert math.isinf(link.rate)
+
+
+class LineStore(MemoryStore):
+    """A memory store behind a shared line of ``line`` bytes/s (one put at a time)."""
+
+    def __init__(self, line):
+        super().__init__()
+        self.line, self.lock = line, threading.Lock()
+
+    def put(self, name, data):
+        with self.lock:
+            time.sleep(len(data) / self.line)
+        super().put(name, data)
+
+
+def test_streams_sharing_a_slower_line_still_get_the_whole_limit():
+    # paid requests must not all leave at once and leave the bucket idle while they travel
+    link = Link(8 * MiB)
+    store = ThrottledStore(LineStore(12 * MiB), link)
+    blob = b"l" * (4 * MiB)  # a request takes a third of a second on the line
+
+    def run(k):
+        for i in range(2):
+            store.put(f"s{k}-{i}", blob)
+
+    t0 = time.monotonic()
+    threads = [threading.Thread(target=run, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.monotonic() - t0
+    # 32 MiB at 8 MiB/s is 4 s; the last request still travels a third of a second after it was paid
+    assert 0.95 * 4.0 <= elapsed <= 1.05 * 4.0 + 1 / 3, elapsed

@@ -7,8 +7,9 @@ on the same ``Link`` shares its rate. Writes pay before the bytes leave (``put``
 ``upload_part``, streamed ``write``); reads pay when the bytes have arrived (their size
 is known only then), so a read puts the bucket in debt and the next caller waits.
 
-Bytes are taken in slices of about 50 ms at the current rate (at most ``Link.SLICE``)
-so that a long transfer sees a
+At a fixed rate each request is taken whole, in the order requests arrive. Under a
+timetable or a rate set live (adaptive), bytes are taken in slices of about 50 ms at the
+current rate (at most ``Link.SLICE``) so that a long transfer sees a
 timetable boundary, a pause (rate 0) or a live ``set_rate`` within one slice. A wall
 clock that jumps (forwards past a boundary, or backwards) makes the timetable be read
 again at the next slice; the bucket itself runs on monotonic time and never sees a jump. The bucket
@@ -60,6 +61,10 @@ class Link:
         self.bucket = TokenBucket(first, burst, now=now)
         self.bucket.reserve(int(self.bucket.burst), now=now)  # start empty: no opening burst
         self.bytes = 0
+        # a fixed rate takes each request whole: reservations queue first come first served,
+        # so concurrent streams go one after another instead of paying slices in step and
+        # then all sending at once (which leaves the bucket idle while they send)
+        self._steady = self.timetable is None
 
     @classmethod
     def parse(cls, spec: str | float | Timetable | None, *, clock: Clock | None = None,
@@ -108,6 +113,7 @@ class Link:
         """Override the rate from now on (an adaptive controller, a pause); the timetable,
         if any, takes over again at its next boundary. The depth follows the rate (a tenth
         of a second of it), so a lower rate does not inherit the burst of a higher one."""
+        self._steady = False  # driven live from now on: take slices so changes apply at once
         self.bucket.set_rate(rate, now=self.clock.monotonic(), burst=TokenBucket._default_burst(rate))
 
     # ------------------------------------------------------------------ paying
@@ -115,7 +121,7 @@ class Link:
         """Block (on the clock) until ``n`` bytes may be sent, in slices."""
         while n > 0:
             self._follow_timetable()
-            piece = min(n, self._slice())
+            piece = n if self._steady else min(n, self._slice())
             wait = self.bucket.reserve(piece, now=self.clock.monotonic())
             if math.isinf(wait):  # paused: nothing taken, wait for the rate to change
                 self.clock.sleep(self._pause_wait())
