@@ -177,3 +177,57 @@ def test_status_of_a_job_whose_process_died_is_interrupted(tmp_path):
     j.start_run(job.id, 2.0, dead.pid, 100, 10)
     st = jobs.status("dead", journal_dir=str(tmp_path / "j"))
     assert st.state == "interrupted" and st.bytes_done == 10 and st.eta_s is None
+
+
+def start_slow(tmp_path, name, size_kib=2048):
+    make_source(tmp_path / "src", {"big": size_kib * KiB, "small": 3 * KiB})
+    env = {**os.environ, "EBAS_TRANSFER_DIR": str(tmp_path / "j")}
+    proc = subprocess.Popen([EBAS_BIN, "transfer", str(tmp_path / "src"), str(tmp_path / "dst"), "--name", name,
+                             "--bwlimit", "512KiB/s", "--part-size", "128KiB", "--streams", "1"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            st = jobs.status(name, journal_dir=str(tmp_path / "j"))
+            if st.state == "running" and st.bytes_done >= 512 * KiB:
+                return proc
+        except UsageError:
+            pass
+        time.sleep(0.05)
+    proc.kill()
+    raise AssertionError("the transfer did not get going")
+
+
+def test_resume_after_kill_9_sends_only_what_is_missing(tmp_path):
+    proc = start_slow(tmp_path, "killed")
+    proc.kill()  # SIGKILL: no clean-up at all
+    proc.wait()
+    st = jobs.status("killed", journal_dir=str(tmp_path / "j"))
+    assert st.state == "interrupted"
+    done_before = st.bytes_done
+    res = jobs.resume("killed", journal_dir=str(tmp_path / "j"), bwlimit="64MiB/s")
+    assert res.ok and tree(tmp_path / "dst") == tree(tmp_path / "src")
+    # what was stored before the kill is not sent again (at most the part in flight)
+    assert res.bytes_sent <= res.bytes_total - done_before + 128 * KiB
+    assert res.parts_reused >= 4
+    assert FileStore(tmp_path / "dst").uploads() == []
+
+
+def test_cancel_of_a_stopped_job_discards_its_upload(tmp_path):
+    proc = start_slow(tmp_path, "stopped")
+    proc.kill()
+    proc.wait()
+    assert FileStore(tmp_path / "dst").uploads() != []
+    st = jobs.cancel("stopped", journal_dir=str(tmp_path / "j"))
+    assert st.state == "cancelled"
+    assert FileStore(tmp_path / "dst").uploads() == []
+    assert not (tmp_path / "dst" / "big").exists()
+
+
+def test_resume_through_the_cli(tmp_path, cli_env):
+    proc = start_slow(tmp_path, "clijob")
+    proc.kill()
+    proc.wait()
+    out = cli_env("transfer", "resume", "clijob", "--bwlimit", "64MiB/s")
+    assert "transfer clijob: done" in out and "part(s) reused" in out
+    assert tree(tmp_path / "dst") == tree(tmp_path / "src")
