@@ -241,3 +241,14 @@ def test_transient_errors_that_never_stop_fail_the_object_with_its_name(tmp_path
     faulty.faults.fail("put", exc=TransientStoreError, times=None, prefix="b")
     res = engine(src, faulty, tmp_path, clock, entropy, attempts=3).run()
     assert res.objects_failed == 1 and "b" in res.failures and faulty.calls["put"] >= 4
+
+
+def test_destination_full_fails_the_objects_that_do_not_fit_and_names_them(tmp_path, clock, entropy):
+    src, faulty = MemoryStore(), FaultyStore(MemoryStore(), clock=clock)
+    want = fill(src, {"a": 10 * KiB, "b": 200 * KiB, "c": 20 * KiB})
+    faulty.faults.disk_full_after(40 * KiB)
+    res = engine(src, faulty, tmp_path, clock, entropy, streams=1).run()
+    assert res.state == "failed" and "b" in res.failures and "StoreFull" in res.failures["b"]
+    got = content(faulty.inner)
+    assert all(got[n] == want[n] for n in got)  # whatever is there is whole
+    assert "b" not in got and faulty.inner.uploads() == []  # its parts were discarded, freeing the space

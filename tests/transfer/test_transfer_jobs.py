@@ -231,3 +231,19 @@ def test_resume_through_the_cli(tmp_path, cli_env):
     out = cli_env("transfer", "resume", "clijob", "--bwlimit", "64MiB/s")
     assert "transfer clijob: done" in out and "part(s) reused" in out
     assert tree(tmp_path / "dst") == tree(tmp_path / "src")
+
+
+def test_cli_bad_timetable_is_a_usage_error_naming_the_rule(tmp_path, cli_env):
+    make_source(tmp_path / "src", {"a": 1})
+    with pytest.raises(UsageError, match="Mon-Fry"):
+        cli_env("transfer", str(tmp_path / "src"), str(tmp_path / "dst"), "--bwlimit", "Mon-Fry 08:00-18:00 1MiB/s")
+    with pytest.raises(UsageError, match="never applies"):
+        cli_env("transfer", str(tmp_path / "src"), str(tmp_path / "dst"), "--bwlimit", "* 1MiB/s; Mon 2MiB/s")
+
+
+def test_cli_bad_timetable_exit_code(tmp_path):
+    make_source(tmp_path / "src", {"a": 1})
+    env = {**os.environ, "EBAS_TRANSFER_DIR": str(tmp_path / "j")}
+    out = subprocess.run([EBAS_BIN, "transfer", str(tmp_path / "src"), str(tmp_path / "dst"), "--window", "22:00-25:00"],
+                         env=env, capture_output=True, text=True)
+    assert out.returncode == 2 and "22:00-25:00" in out.stderr

@@ -222,6 +222,16 @@ class TransferEngine:
             return
 
     def _fail(self, name: str, message: str) -> None:
+        """Record a permanent failure; an unfinished upload of the object is discarded (its
+        parts would hold space, e.g. on a full destination, until a later run)."""
+        row = self.journal.object(self.job.id, name)
+        if row.upload_id:
+            try:
+                self.dst.abort(row.upload_id)
+            except Exception:  # noqa: BLE001 - gone already, or the destination is unreachable
+                pass
+            self.journal.drop_parts(self.job.id, row.upload_id)
+            self.journal.set_upload(self.job.id, name, None)
         self.journal.set_object(self.job.id, name, "failed", error=message)
         with self._lock:
             self.result.objects_failed += 1
