@@ -91,6 +91,11 @@ FUNCTIONS = {
     'set_min_retention': "(repo: 'Repository', min_retention: 'float', reason: 'str' = '') -> 'HoldRecord'",
     'snapshots': "(repo: 'Repository', *, host: 'str | Sequence[str] | None' = None, tags: 'Sequence[str] | None' = None, path: 'str | None' = None) -> 'SnapshotList'",
     'synthesize': "(repo: 'Repository', snapshot: 'str', *, consolidate: 'bool' = False, tags: 'Sequence[str]' = (), progress: 'Progress | None' = None) -> 'SynthResult'",
+    'transfer': "(src_url: 'str', dst_url: 'str', *, name: 'str | None' = None, streams: 'int' = 4, part_size: 'int' = 16777216, bwlimit: 'str | float | None' = None, window: 'str | None' = None, prefix: 'str' = '', verify: 'str' = 'sent', adaptive: 'bool' = False, progress: 'Progress | None' = None, journal_dir: 'str | None' = None) -> 'TransferResult'",
+    'transfer_cancel': "(name: 'str', *, journal_dir: 'str | None' = None) -> 'JobStatus'",
+    'transfer_jobs': "(*, journal_dir: 'str | None' = None) -> 'list[JobStatus]'",
+    'transfer_resume': "(name: 'str', *, streams: 'int | None' = None, bwlimit: 'str | float | None' = None, progress: 'Progress | None' = None, journal_dir: 'str | None' = None) -> 'TransferResult'",
+    'transfer_status': "(name: 'str', *, journal_dir: 'str | None' = None) -> 'JobStatus'",
     'unlock': "(repo: 'Repository') -> 'UnlockResult'",
 }
 

@@ -12,7 +12,7 @@ import pytest
 SRC = pathlib.Path(__file__).resolve().parents[2] / "src" / "ebas"
 
 LAYER = {
-    "errors": 0, "runtime": 0, "flow": 0, "progress": 0, "units": 0,
+    "errors": 0, "runtime": 0, "flow": 0, "progress": 0, "units": 0, "testing": 0,
     "storage": 1, "crypto": 1, "chunking": 1,
     "repo": 2,
     "backup": 3, "lifecycle": 3, "catalog": 3, "transfer": 3,

@@ -74,6 +74,7 @@ from ebas.api._results import (
     SnapshotList,
     UnlockResult,
 )
+from ebas.api._transfer import transfer, transfer_cancel, transfer_jobs, transfer_resume, transfer_status
 from ebas.backup.archiver import BackupOptions, BackupResult
 from ebas.backup.browse import Change
 from ebas.backup.restorer import RestoreResult
@@ -107,5 +108,7 @@ __all__ = [
     "catalog", "find", "history", "catalog_ls", "catalog_sync", "catalog_rebuild", "catalog_check", "catalog_stats",
     "catalog_vacuum", "catalog_export", "catalog_import",
     # parsing and formatting of flag values
+    # transfer
+    "transfer", "transfer_resume", "transfer_status", "transfer_jobs", "transfer_cancel",
     "format_duration", "parse_duration", "redact_url", "scrub_exception",
 ]

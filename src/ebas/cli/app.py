@@ -287,10 +287,11 @@ def _register() -> None:
         cmd_restore,
         cmd_retention,
         cmd_snapshots,
+        cmd_transfer,
     )
 
     for mod in (cmd_backup, cmd_restore, cmd_snapshots, cmd_keys, cmd_maint, cmd_catalog, cmd_retention, cmd_prune,
-                cmd_copy, cmd_migrate):
+                cmd_copy, cmd_migrate, cmd_transfer):
         mod.register(cli)
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import importlib
 import os
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ebas.errors import UsageError
 from ebas.storage.base import Store
@@ -65,9 +65,36 @@ def open_store(url: str, **options) -> Store:
     ``FileStore``; ``memory://NAME`` a ``MemoryStore``. Unknown schemes raise
     ``UsageError`` listing the supported ones. Credentials in ``url`` never appear in
     an error message (:mod:`ebas.storage.redact`).
+    ``?bwlimit=RATE|TIMETABLE`` (or the
+    ``bwlimit`` keyword) is taken off before the backend sees the URL and kept on the
+    store as ``store.bwlimit`` for :func:`ebas.storage.stack.build_stack`.
     """
     if not isinstance(url, (str, os.PathLike)) or not os.fspath(url):
         raise UsageError(f"empty or invalid store URL {redact_url(url)!r}")
     url = os.fspath(url)
+    url, bwlimit = _pop_bwlimit(url)
+    bwlimit = options.pop("bwlimit", bwlimit)
     with redacting(url):  # an error quoting the URL must not print its credentials
-        return backend_class(scheme_of(url)).from_url(url, **options)
+        store = backend_class(scheme_of(url)).from_url(url, **options)
+    if bwlimit is not None:
+        from ebas.storage.wrappers.throttle import Link
+
+        Link.parse(bwlimit)  # refuse a bad limit now, naming it, not at the first write
+        store.bwlimit = bwlimit  # read by build_stack, which adds the throttle wrapper
+    return store
+
+
+def _pop_bwlimit(url: str) -> tuple[str, str | None]:
+    """``url`` without its ``bwlimit`` query option, and that option's value (None if absent).
+
+    ``bwlimit`` is a store option every backend accepts: it is not the backend's but the
+    stack's (:func:`ebas.storage.stack.build_stack` throttles the store with it)."""
+    if "://" not in url or "?" not in url:
+        return url, None
+    parts = urlsplit(url)
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
+    found = [v for k, v in pairs if k == "bwlimit"]
+    if not found:
+        return url, None
+    rest = urlencode([(k, v) for k, v in pairs if k != "bwlimit"])
+    return urlunsplit(parts._replace(query=rest)), found[-1]
