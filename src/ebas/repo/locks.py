@@ -127,7 +127,8 @@ def decode_lock(lock_id: str, data: bytes) -> LockInfo:
                     f.int("created_ns"), f.int("heartbeat_ns"))
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """True if a process ``pid`` exists on this machine (also one of another user)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -182,7 +183,7 @@ class LockManager:
             return now - first > self.stale_after * 1e9
         if now - lock.heartbeat_ns > self.stale_after * 1e9:
             return True
-        if lock.host == self.host and lock.pid != self.pid and not _pid_alive(lock.pid):
+        if lock.host == self.host and lock.pid != self.pid and not pid_alive(lock.pid):
             return True
         return False
 

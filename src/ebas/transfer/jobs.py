@@ -20,6 +20,7 @@ from blake3 import blake3
 from ebas.errors import UsageError
 from ebas.flow.timetable import Timetable
 from ebas.progress import Progress
+from ebas.repo.locks import pid_alive
 from ebas.runtime import SYSTEM_CLOCK, Clock, Entropy
 from ebas.storage.registry import open_store
 from ebas.storage.stack import build_stack
@@ -127,7 +128,7 @@ def _engine_opts(options: dict) -> dict:
 
 
 def _refuse_running(journal: Journal, job: Job) -> None:
-    if job.state in ("running", "cancelling") and job.pid and job.pid != os.getpid() and _alive(job.pid):
+    if job.state in ("running", "cancelling") and job.pid and job.pid != os.getpid() and pid_alive(job.pid):
         raise UsageError(f"transfer job {job.name!r} is running (process {job.pid})",
                          hint=f"'ebas transfer status {job.name}' shows it; 'ebas transfer cancel {job.name}' stops it")
 
@@ -193,19 +194,10 @@ class JobStatus:
                 "failures": [{"object": n, "error": e} for n, e in sorted(self.failures.items())]}
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
 
 def _status(journal: Journal, job: Job, clock: Clock) -> JobStatus:
     state = job.state
-    if state in ("running", "cancelling") and job.pid and not _alive(job.pid):
+    if state in ("running", "cancelling") and job.pid and not pid_alive(job.pid):
         state = "interrupted"
     rate = 0.0
     if job.run_started is not None:
@@ -245,7 +237,7 @@ def cancel(name: str, *, journal_dir: str | None = None, clock: Clock | None = N
     journal = Journal(journal_dir or default_journal_dir())
     try:
         job = journal.job(name)
-        running = bool(job.state in ("running", "cancelling") and job.pid and _alive(job.pid) and job.pid != os.getpid())
+        running = bool(job.state in ("running", "cancelling") and job.pid and pid_alive(job.pid) and job.pid != os.getpid())
         job = journal.request_cancel(name, clock.now(), running=running)
         if not running:
             dst = open_store(job.dst)
