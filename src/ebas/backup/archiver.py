@@ -448,11 +448,12 @@ class Archiver:
 
     def _verify_reused(self, nodes: list, reused: list[tuple[int, Node, bytes]], dir_fd: int | None = None) -> None:
         """Re-read unchanged files whose data is no longer in the index (damaged or
-        pruned packs): a backup never builds on data that is not stored."""
+        pruned packs) or whose copy 'check --read-data' recorded as damaged: a backup
+        never builds on data that is not stored intact."""
         if not reused:
             return
         ids = [c for _, n, _ in reused for c in n.chunk_ids]
-        present = self.repo.index.table.contains_many(ids)
+        present = self.session.has_blobs(ids)  # damaged copies count as missing
         if bool(present.all()):
             return
         missing = {i for i, ok in zip(ids, present) if not ok}

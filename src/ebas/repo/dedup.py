@@ -42,6 +42,7 @@ class DedupTable:
         self._off = np.zeros(0, np.uint32)
         self._len = np.zeros(0, np.uint32)
         self._delta: dict[bytes, tuple[int, int, int]] = {}
+        self._preferred: dict[bytes, tuple[int, int, int]] = {}  # steered away from a damaged copy
         self._lock = threading.RLock()
         # (the _hi array it was built for, bucket directory, shift, memoryviews of hi, lo,
         # pack, offset, length): one attribute, read once per lookup
@@ -139,11 +140,22 @@ class DedupTable:
         with self._lock:
             self._merge_delta()
 
+    def prefer(self, blob_id: bytes, pack_id: bytes, offset: int, length: int) -> None:
+        """Make :meth:`lookup` answer this location for ``blob_id`` from now on, whatever
+        copy was added first (a copy recorded as damaged is steered away from,
+        ``ebas.repo.damage``). Adds the blob if it is not known yet."""
+        with self._lock:
+            self._preferred[blob_id] = (self.pack_number(pack_id), offset, length)
+            if blob_id not in self._delta and self._find(blob_id) < 0:
+                self._delta[blob_id] = self._preferred[blob_id]
+
     # --------------------------------------------------------------- lookups
     def lookup(self, blob_id: bytes) -> tuple[bytes, int, int] | None:
         """``(pack_id, offset, length)`` of a blob, or None."""
         with self._lock:  # a merge swaps the delta and the arrays: never look at half of it
-            r = self._delta.get(blob_id)
+            r = self._preferred.get(blob_id) if self._preferred else None
+            if r is None:
+                r = self._delta.get(blob_id)
             if r is None:
                 i = self._find(blob_id)
                 if i < 0:
@@ -234,6 +246,8 @@ class DedupTable:
         with self._lock:
             self._merge_delta()
             nos = np.array([self._pack_no[p] for p in pack_ids if p in self._pack_no], np.uint32)
+            gone = set(nos.tolist())
+            self._preferred = {b: loc for b, loc in self._preferred.items() if loc[0] not in gone}
             if len(nos):
                 keep = ~np.isin(self._pack, nos)
                 self._hi, self._lo = self._hi[keep], self._lo[keep]

@@ -262,7 +262,29 @@ class Repository:
         state.table.compact()
         if not state.damaged and (cached is None or todo):
             dedupcache.save(self.config.repo_id, names, state.segments, state.table, cache_key)
+        self._steer_from_damage(state)
         return state
+
+    def _steer_from_damage(self, state: IndexState) -> None:
+        """Read blobs that a damage record (``damaged/``, written by ``check --read-data``)
+        lists from another, intact indexed copy where one exists (docs/format.md, "Damage
+        records"). Segments are read again only if a blob resolves to a damaged copy."""
+        from ebas.repo import damage
+        from ebas.repo.index import IndexSegment
+
+        recorded = damage.load(self)[0]
+        if not recorded:
+            return
+
+        def segments():
+            for name in state.segments:
+                try:
+                    seg = IndexSegment.decode(self.aead, self.store.get(name), name)
+                except (ObjectNotFound, IntegrityError):
+                    continue
+                yield seg.packs, seg.entries
+
+        damage.steer(state.table, recorded, segments())
 
     def require_healthy_index(self) -> None:
         """Raise ``IndexDamaged`` if any index segment could not be read."""

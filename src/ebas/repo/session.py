@@ -28,6 +28,7 @@ import numpy as np
 from ebas.crypto.aead import OVERHEAD
 from ebas.crypto.ids import pack_id as hash_pack
 from ebas.errors import EbasError, IntegrityError
+from ebas.repo import damage
 from ebas.repo.index import IndexSegment, entries_array, segment_name
 from ebas.repo.pack import (
     KIND_DATA,
@@ -73,6 +74,9 @@ class WriteSession:
         self._lock = threading.Lock()
         self._room = threading.Condition(self._lock)  # a pack buffer was given back
         self._pending: set[bytes] = set()
+        # blobs whose indexed copy 'check --read-data' recorded as damaged (and no intact
+        # copy is indexed): stored again, never deduplicated against (docs/format.md)
+        self._damaged = _damaged_blobs(repo, self.table)
         # one open pack per class: trees apart from file data, so that a walk of the trees
         # (incremental backup, prune, check, catalog) reads dense tree packs, not data
         self._open: dict[int, PackBuffer | None] = {KIND_DATA: None, KIND_TREE: None}
@@ -94,7 +98,7 @@ class WriteSession:
             raise self._failed
         bid = blob_id if blob_id is not None else self.repo.ids.blob_id(data)
         with self._lock:
-            if bid in self._pending or bid in self.table:
+            if bid in self._pending or (bid in self.table and bid not in self._damaged):
                 self.stats.blobs_dedup += 1
                 return bid, False
             self._pending.add(bid)
@@ -108,6 +112,17 @@ class WriteSession:
                 self._pending.discard(bid)
             raise
         return bid, True
+
+    def has_blobs(self, blob_ids: list[bytes]) -> np.ndarray:
+        """Per id, True if a backup may reference the blob: it is indexed and its copy is
+        not one a damage record lists (bool array)."""
+        present = self.table.contains_many(blob_ids)
+        if self._damaged:
+            with self._lock:
+                for i, bid in enumerate(blob_ids):
+                    if bid in self._damaged:
+                        present[i] = False
+        return present
 
     def put_stored(self, blob_id: bytes, kind: int, codec: int, stored, raw_length: int) -> bool:
         """Append an already encoded blob (prune copying a live blob out of a pack it
@@ -205,6 +220,9 @@ class WriteSession:
             with self._lock:
                 for e in entries:
                     self.table.add(e.blob_id, pid, e.offset, e.length)
+                    if e.blob_id in self._damaged:  # stored again: read (and dedup) this copy
+                        self.table.prefer(e.blob_id, pid, e.offset, e.length)
+                        self._damaged.discard(e.blob_id)
                     self._pending.discard(e.blob_id)
                 self._unindexed[pid] = listed
                 self.stats.packs_written += 1
@@ -303,6 +321,12 @@ class WriteSession:
                 self.stats.packs_adopted += 1
             adopted += 1
         return adopted
+
+
+def _damaged_blobs(repo, table) -> set[bytes]:
+    """Ids of blobs that ``table`` resolves to a copy a damage record lists."""
+    recorded = damage.load(repo)[0]
+    return {bid for bid, pids in recorded.items() if (loc := table.lookup(bid)) is not None and loc[0] in pids}
 
 
 def _slack(repo) -> int:

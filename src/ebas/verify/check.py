@@ -16,7 +16,9 @@ Two depths (docs: DESIGN.md, "Verification and repair"):
 Damage is attributed: each problem names the object (pack / blob / tree id prefixes,
 snapshot ids) and, where a snapshot needs the damaged data, which snapshots and example
 paths are affected. Every tree is read once however many snapshots share it. The check
-writes nothing and takes no lock. Memory: the index entries (52 bytes per blob) plus
+writes nothing but, with ``read_data``, a damage record (``damaged/``, ebas.repo.damage)
+listing damaged blob copies still in the index, so that no backup builds on them before
+'ebas repair index' runs; it takes a reader lock. Memory: the index entries (52 bytes per blob) plus
 one set of issue keys per distinct tree.
 """
 
@@ -29,7 +31,7 @@ import numpy as np
 from ebas.crypto.aead import OVERHEAD
 from ebas.errors import EbasError, IntegrityError, InvalidRange, ObjectNotFound
 from ebas.progress import NULL_PROGRESS, Progress
-from ebas.repo import holds, prunestate
+from ebas.repo import damage, holds, prunestate
 from ebas.repo.dedup import DedupTable
 from ebas.repo.index import IndexSegment, check_segment_name
 from ebas.repo.locks import reader_lock
@@ -39,6 +41,7 @@ from ebas.repo.tree import DIR, FILE, ID_LEN, decode_tree
 from ebas.repo.treecheck import printable, tree_faults
 from ebas.verify.packdata import index_entries, verify_pack_bytes
 from ebas.verify.problems import (
+    HINT_DAMAGE_RECORDED,
     HINT_ENTRY,
     HINT_LOST,
     HINT_MISSING,
@@ -88,6 +91,8 @@ class _Checker:
         self.sizes: dict[bytes, int] = {}
         self.bad_packs: dict[bytes, int] = {}  # pack -> bytes still readable (0 if missing)
         self.bad_blobs: dict[bytes, bytes] = {}  # blob -> pack, found corrupt by read_data
+        self.bad_copies: set[tuple[bytes, bytes]] = set()  # (blob, pack) found corrupt by read_data
+        self.intact_elsewhere: set[bytes] = set()  # bad blobs that reads take from another, intact copy
         self.memo: dict[bytes, frozenset] = {}
         self.ahead: dict[bytes, bytes] = {}  # stored tree blobs read ahead of the walk
 
@@ -106,6 +111,7 @@ class _Checker:
         self._inventory_packs()
         if self.report.read_data:
             self._read_packs()
+            self._record_damage()
         self._walk_snapshots()
         self._check_records()
         try:
@@ -241,6 +247,39 @@ class _Checker:
             bad.note(blob=bid)
             if indexed:
                 self.bad_blobs[bid] = pid
+                self.bad_copies.add((bid, pid))
+
+    def _record_damage(self) -> None:
+        """Store a damage record of the damaged blob copies still indexed (corrupt blobs,
+        blobs of missing packs), so no backup builds on them; then note which of them
+        have another, intact indexed copy (reads take that one: not lost)."""
+        found: damage.Damage = {}
+        for bid, pid in self.bad_copies:
+            found.setdefault(bid, set()).add(pid)
+        for pid, limit in self.bad_packs.items():
+            if limit == 0 and pid in self.per_pack:  # missing: none of its blobs can be read
+                raw = self._entries(pid)["id"].tobytes()
+                for i in range(0, len(raw), ID_LEN):
+                    found.setdefault(raw[i : i + ID_LEN], set()).add(pid)
+        if not found:
+            return
+        try:
+            damage.record(self.repo, found)
+        except EbasError as exc:  # a read-only store, or append-only credentials: still report
+            self.issue(("damage-record",), "damage-not-recorded", damage.PREFIX, "the damaged blobs found could "
+                       f"not be recorded in the repository ({exc.message}): a backup may still build on them",
+                       "run 'ebas repair index' (with credentials that may write) before the next backup")
+            return
+        wanted = np.array(sorted(self.bad_blobs), dtype="S32")
+        for pid in self.per_pack:
+            if pid in self.bad_packs:
+                continue
+            ents = self._entries(pid)
+            raw = ents["id"][np.isin(ents["id"], wanted)].tobytes()
+            for i in range(0, len(raw), ID_LEN):
+                bid = raw[i : i + ID_LEN]
+                if bid in self.bad_blobs and (bid, pid) not in self.bad_copies:
+                    self.intact_elsewhere.add(bid)
 
     # ------------------------------------------------------------------ trees
     def _walk_snapshots(self) -> None:
@@ -285,6 +324,14 @@ class _Checker:
                            f"snapshot {sid[:12]} is under legal hold ({recs[0].reason or 'no reason given'}; record "
                            f"{recs[0].id[:12]}) but is missing from the repository",
                            "copy the snapshot object back from a replica: a legal hold requires it")
+        recorded, names, bad = damage.load(self.repo)
+        for name in bad:
+            self.issue(("damage-record", name), "damage-record-damaged", name, f"the damage record {name} cannot "
+                       "be read", HINT_DAMAGE_RECORDED)
+        if recorded:
+            copies = sum(len(p) for p in recorded.values())
+            self.issue(("damage-recorded",), "damaged-blobs-recorded", damage.PREFIX, f"{len(names)} damage "
+                       f"record(s) list {copies} damaged blob copies still in the index", HINT_DAMAGE_RECORDED)
         pending, bad = prunestate.load_all(self.repo)
         for name in bad:
             self.issue(("prune-record", name), "prune-record-damaged", name,
@@ -408,7 +455,7 @@ class _Checker:
                    "restore refuses this snapshot", HINT_ENTRY)
 
     def _blob_key(self, bid: bytes, fpath: str) -> tuple | None:
-        if bid in self.bad_blobs:
+        if bid in self.bad_blobs and bid not in self.intact_elsewhere:
             return ("pack-data", self.bad_blobs[bid])
         loc = self.table.lookup(bid)
         if loc is None:

@@ -11,7 +11,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 WARNING_KINDS = frozenset({"unindexed-pack", "unindexed-pack-damaged", "leftover-upload", "foreign-object",
-                           "prune-pending", "prune-record-damaged", "quarantined-object"})
+                           "prune-pending", "prune-record-damaged", "quarantined-object", "damaged-blobs-recorded",
+                           "damage-record-damaged", "damage-not-recorded"})
 
 HINT_REPAIR = "run 'ebas repair index' to rebuild the index from the packs (it reads every pack whole)"
 HINT_LOST = ("copy the damaged object from a replica if one has it (a pack is proved by its name); otherwise "
@@ -26,6 +27,8 @@ HINT_MISSING = ("copy the lost pack from a replica if one has it; otherwise the 
 HINT_ENTRY = ("this tree was sealed with the repository key but not written by a correct ebas (a bug, or someone "
               "holding the key): 'ebas restore --skip-damaged' restores everything else of the snapshot")
 HINT_SNAPSHOT = "copy this snapshot object from a replica, or delete it: it cannot be restored"
+HINT_DAMAGE_RECORDED = ("run 'ebas repair index': it leaves the damaged copies out of the index and removes the "
+                        "record; until then backups store that data again instead of building on the damaged copies")
 HINT_UNINDEXED = "unindexed pack: will be adopted by the next backup or removed by prune"
 HINT_UNINDEXED_DAMAGED = ("nothing trusts it (no backup adopts it); 'ebas repair index' keeps the blobs of it that "
                           "still verify and moves it to quarantine/; otherwise prune removes it once no snapshot "

@@ -43,6 +43,7 @@ from dataclasses import asdict, dataclass, field
 from ebas.crypto.ids import pack_id as hash_pack
 from ebas.errors import IntegrityError, InvalidRange, ObjectNotFound, PermissionDenied
 from ebas.progress import NULL_PROGRESS, Progress
+from ebas.repo import damage
 from ebas.repo.dedup import DedupTable
 from ebas.repo.index import IndexSegment, check_segment_name, segment_name
 from ebas.repo.pack import (
@@ -177,6 +178,7 @@ def rebuild_index(repo, *, progress: Progress | None = None) -> RepairReport:
         for suspect, q in copies:
             _remove_original(repo, suspect, q)
             report.quarantined.append(q)
+        damage.remove_all(repo)  # the new index holds no damaged copy: nothing left to steer around
         repo.invalidate_index()
     finally:
         lock.release()
