@@ -105,3 +105,37 @@ def test_copied_pack_repair_prune_check_restore(cli, tmp_path):
     snaps = json.loads(cli.ok("snapshots", "--json").stdout)
     assert restore(cli, snaps[0]["id"][:12], src, tmp_path) == first
     assert restore(cli, snaps[1]["id"][:12], src, tmp_path) == second
+
+
+def test_flipped_byte_check_then_backup_without_repair_restores(cli, tmp_path):
+    """``check --read-data`` records the damaged blob; a backup run before ``repair index``
+    stores that data again, and its snapshot restores the source byte for byte."""
+    src = tmp_path / "src"
+    make_source(src)
+    cli.ok("init", "--pack-size", "1MiB")
+    cli.ok("backup", str(src))
+    expect = files(src)
+    name, off, length = located_blob(Path(cli.repo), "a.bin")
+    path = Path(cli.repo) / name
+    data = bytearray(path.read_bytes())
+    data[off + length // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+
+    res = cli("check", "--read-data")
+    assert res.returncode == EXIT_INTEGRITY and "pack-corrupt" in res.stdout.decode()
+    assert list((Path(cli.repo) / "damaged").iterdir())
+    res = cli("check", "--json")
+    doc = json.loads(res.stdout)
+    [w] = [w for w in doc["warnings"] if w["kind"] == "damaged-blobs-recorded"]
+    assert "repair index" in w["hint"]
+
+    cli.ok("backup", str(src))  # no repair in between
+    assert restore(cli, "latest", src, tmp_path) == expect
+
+    cli.ok("repair", "index")
+    assert not list((Path(cli.repo) / "damaged").iterdir())
+    res = cli("check", "--read-data", "--json")
+    doc = json.loads(res.stdout)
+    assert res.returncode == 0 and doc["errors"] == [], res.stdout.decode()
+    assert [w["kind"] for w in doc["warnings"]] == ["quarantined-object"]
+    assert restore(cli, "latest", src, tmp_path) == expect
