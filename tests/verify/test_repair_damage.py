@@ -341,7 +341,9 @@ def test_an_indexed_damaged_copy_of_a_pack_being_repacked_never_costs_the_genuin
     seg = IndexSegment.from_packs({bytes.fromhex(fake.rsplit("/", 1)[1]): parse_pack(env.repo.aead, bytes(data))})
     stored = seg.encode(env.repo.aead)
     env.repo.store.put(segment_name(stored), stored)
-    with pytest.raises(IntegrityError, match="do not hash to their names"):
+    # which copy the index resolves a blob to depends on the (random) segment names: either
+    # prune verifies the impostor, or it meets the damaged tree copy; both refuse, deleting nothing
+    with pytest.raises(IntegrityError, match="do not hash to their names|cannot be read"):
         prune(env.fresh(), grace=0, max_wait=0, max_unused=0.0)
     assert genuine in env.names("data/")
     rebuild_index(env.fresh())
